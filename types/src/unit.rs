@@ -74,8 +74,9 @@ impl fmt::Display for Unit {
         ];
         for (suffix, size) in SUFFIXES {
             if self.0 >= size {
-                let whole = self.0 / size;
-                let tenths = (self.0 % size) / (size / 10);
+                // `size` is a non-zero constant: these divisions cannot fail.
+                let whole = self.0.checked_div(size).unwrap_or_default();
+                let tenths = self.0.checked_rem(size).unwrap_or_default().checked_div(size / 10).unwrap_or_default();
                 return if tenths == 0 {
                     write!(f, "{whole} {suffix}")
                 } else {

@@ -165,10 +165,10 @@ impl ZMachine {
                 return Err(format!("'{}' is reserved network name", iface.network));
             }
         }
-        if let Some(mycelium) = &self.network.mycelium {
-            if mycelium.hex_seed.0.len() != MYCELIUM_SEED_LEN {
-                return Err("invalid mycelium seed length expected 6 bytes".into());
-            }
+        if let Some(mycelium) = &self.network.mycelium
+            && mycelium.hex_seed.0.len() != MYCELIUM_SEED_LEN
+        {
+            return Err("invalid mycelium seed length expected 6 bytes".into());
         }
         self.gpus()?;
         Ok(())
