@@ -45,7 +45,7 @@ pub struct Usage {
 }
 
 /// The ledger of one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ledger {
     policy: Policy,
     threads: u64,

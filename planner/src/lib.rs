@@ -16,6 +16,7 @@
 mod admission;
 pub mod check;
 mod demand;
+pub mod document;
 mod ledger;
 pub mod order;
 mod pool;
