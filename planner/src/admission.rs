@@ -82,7 +82,8 @@ impl Ledger {
             }
             for verdict in verdicts.iter_mut().filter(|it| it.verdict.is_admit()) {
                 verdict.verdict = Verdict::Reject(Vec::new());
-                verdict.note = Some(format!("rolled back: the policy is atomic and workload '{rejected}' was rejected"));
+                verdict.note =
+                    Some(format!("rolled back: the policy is atomic and workload '{rejected}' was rejected"));
             }
         }
         DeploymentVerdict::Judged(verdicts)

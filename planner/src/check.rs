@@ -104,7 +104,13 @@ pub fn check(scenario: &Scenario) -> CheckReport {
                     (verdict, None, workloads)
                 }
             };
-            RequestReport { twin_id: deployment.twin_id, contract_id: deployment.contract_id, verdict, message, workloads }
+            RequestReport {
+                twin_id: deployment.twin_id,
+                contract_id: deployment.contract_id,
+                verdict,
+                message,
+                workloads,
+            }
         })
         .collect();
     CheckReport { requests, usage: ledger.usage() }

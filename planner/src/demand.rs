@@ -39,10 +39,9 @@ impl Demand {
     pub fn of(workload: &Workload) -> Demand {
         let capacity = workload.capacity();
         let (role, gpus) = match &workload.data {
-            WorkloadData::ZMachine(machine) => (
-                Some(DiskRole::Volume),
-                machine.gpu.iter().map(|gpu| GpuRef::parse(gpu)).collect(),
-            ),
+            WorkloadData::ZMachine(machine) => {
+                (Some(DiskRole::Volume), machine.gpu.iter().map(|gpu| GpuRef::parse(gpu)).collect())
+            }
             WorkloadData::Volume(_) | WorkloadData::Qsfs(_) => (Some(DiskRole::Volume), Vec::new()),
             WorkloadData::ZMount(_) => (Some(DiskRole::Vdisk), Vec::new()),
             WorkloadData::Zdb(_) => (Some(DiskRole::Zdb), Vec::new()),

@@ -8,7 +8,7 @@ use crate::demand::{Demand, DiskDemand};
 use crate::pool::Pools;
 use crate::verdict::{Assignment, Resource, Shortfall, Verdict};
 use std::collections::{BTreeSet, HashMap};
-use zos_types::scenario::{GpuSpec, NodeSpec, PoolKind, Policy, Preset};
+use zos_types::scenario::{GpuSpec, NodeSpec, Policy, PoolKind, Preset};
 use zos_types::workload::GpuRef;
 use zos_types::{Capacity, Unit, Workload, WorkloadId};
 
@@ -199,7 +199,12 @@ impl Ledger {
         Some(reservation)
     }
 
-    fn judge(&self, id: &WorkloadId, demand: &Demand, prior: Option<&Reservation>) -> Result<Reservation, Vec<Shortfall>> {
+    fn judge(
+        &self,
+        id: &WorkloadId,
+        demand: &Demand,
+        prior: Option<&Reservation>,
+    ) -> Result<Reservation, Vec<Shortfall>> {
         let mut shortfalls = Vec::new();
         let capacity = demand.capacity;
         if let Some(short) = self.memory_shortfall(capacity.mru) {
@@ -237,11 +242,7 @@ impl Ledger {
         } else {
             Vec::new()
         };
-        if shortfalls.is_empty() {
-            Ok(Reservation { capacity, disk, ip, gpus })
-        } else {
-            Err(shortfalls)
-        }
+        if shortfalls.is_empty() { Ok(Reservation { capacity, disk, ip, gpus }) } else { Err(shortfalls) }
     }
 
     /// ZOS's memory rule: `used = max(workloads + reserved, OS used)`; reject iff `requested > total - used`.
@@ -316,12 +317,17 @@ impl Ledger {
             let strip = |s: &str| s.trim_start_matches("0x").to_ascii_lowercase();
             strip(a) == strip(b)
         };
-        self.gpus
-            .iter()
-            .position(|spec| spec.id == gpu.slot && same_hex(&spec.vendor, &gpu.vendor) && same_hex(&spec.device, &gpu.device))
+        self.gpus.iter().position(|spec| {
+            spec.id == gpu.slot && same_hex(&spec.vendor, &gpu.vendor) && same_hex(&spec.device, &gpu.device)
+        })
     }
 
-    fn pick_gpus(&self, id: &WorkloadId, wanted: &[Result<GpuRef, String>], shortfalls: &mut Vec<Shortfall>) -> Vec<usize> {
+    fn pick_gpus(
+        &self,
+        id: &WorkloadId,
+        wanted: &[Result<GpuRef, String>],
+        shortfalls: &mut Vec<Shortfall>,
+    ) -> Vec<usize> {
         let mut picked = Vec::new();
         for gpu in wanted {
             let outcome = match gpu {
@@ -402,7 +408,8 @@ impl Ledger {
             ipv4u: self.ips.len() as u64,
         };
         let reserved = Capacity { mru: self.reserved_mru, ..Capacity::default() };
-        let used = Capacity { cru: self.used.cru, mru: self.used.mru, sru: ssd_used, hru: hdd_used, ipv4u: self.used.ipv4u };
+        let used =
+            Capacity { cru: self.used.cru, mru: self.used.mru, sru: ssd_used, hru: hdd_used, ipv4u: self.used.ipv4u };
         let cpu_limit = if self.policy.preset == Preset::Strict { self.cpu_limit } else { self.threads };
         let mru_used = self.used.mru.saturating_add(self.reserved_mru).max(self.os_used_mru);
         let free = Capacity {

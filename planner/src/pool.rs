@@ -69,7 +69,13 @@ impl Pool {
     }
 
     fn picture(&self) -> PoolPicture {
-        PoolPicture { name: self.name.clone(), size: self.size, used: self.used, free: self.free(), mounted: self.mounted() }
+        PoolPicture {
+            name: self.name.clone(),
+            size: self.size,
+            used: self.used,
+            free: self.free(),
+            mounted: self.mounted(),
+        }
     }
 }
 
@@ -149,7 +155,8 @@ impl Pools {
             .filter(|&idx| self.0[idx].has_zdb() && self.0[idx].fits(size))
             .max_by_key(|&idx| (self.0[idx].free(), Reverse(idx)));
         shared.or_else(|| {
-            let mut fresh: Vec<usize> = hdds().filter(|&idx| !self.0[idx].has_zdb() && self.0[idx].fits(size)).collect();
+            let mut fresh: Vec<usize> =
+                hdds().filter(|&idx| !self.0[idx].has_zdb() && self.0[idx].fits(size)).collect();
             fresh.sort_by_key(|&idx| !self.0[idx].mounted());
             fresh.first().copied()
         })
@@ -165,7 +172,11 @@ impl Pools {
         let free_total = pools.iter().fold(Unit::ZERO, |sum, pool| sum.saturating_add(pool.free()));
         let largest = pools.iter().max_by_key(|pool| pool.free());
         let message = match largest {
-            None => format!("not enough space left in pools of this type {}: the node has no {} pool", kind.as_str(), kind.as_str()),
+            None => format!(
+                "not enough space left in pools of this type {}: the node has no {} pool",
+                kind.as_str(),
+                kind.as_str()
+            ),
             Some(largest) => format!(
                 "not enough space left in pools of this type {kind}: {size} requested, no {kind} pool has that much free \
                  (largest free: {largest_free} on {name}; {free_total} free in total across {n} pools)",
@@ -235,7 +246,15 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, kind: PoolKind, size: u64, used: u64) -> PoolSpec {
-        PoolSpec { name: name.into(), kind, size: Unit(size), used: Unit(used), mounted: true, vdisks: false, zdb: false }
+        PoolSpec {
+            name: name.into(),
+            kind,
+            size: Unit(size),
+            used: Unit(used),
+            mounted: true,
+            vdisks: false,
+            zdb: false,
+        }
     }
 
     fn volume(size: u64) -> DiskDemand {
@@ -270,7 +289,11 @@ mod tests {
     fn vdisk_prefers_pool_with_vdisks() {
         let mut with_vdisks = spec("pool-1", PoolKind::Ssd, 10000, 100);
         with_vdisks.vdisks = true;
-        let pools = Pools::new(&[with_vdisks, spec("pool-2", PoolKind::Ssd, 10000, 100), spec("pool-3", PoolKind::Ssd, 100000, 0)]);
+        let pools = Pools::new(&[
+            with_vdisks,
+            spec("pool-2", PoolKind::Ssd, 10000, 100),
+            spec("pool-3", PoolKind::Ssd, 100000, 0),
+        ]);
         assert_eq!(name(&pools, pools.place(vdisk(1000), None)), Some("pool-1"));
     }
 
@@ -279,7 +302,8 @@ mod tests {
     fn vdisk_goes_where_it_fits() {
         let mut small = spec("pool-1", PoolKind::Ssd, 5000, 100);
         small.vdisks = true;
-        let pools = Pools::new(&[small, spec("pool-2", PoolKind::Ssd, 5000, 100), spec("pool-3", PoolKind::Ssd, 100000, 0)]);
+        let pools =
+            Pools::new(&[small, spec("pool-2", PoolKind::Ssd, 5000, 100), spec("pool-3", PoolKind::Ssd, 100000, 0)]);
         assert_eq!(name(&pools, pools.place(vdisk(10000), None)), Some("pool-3"));
     }
 
@@ -311,7 +335,11 @@ mod tests {
 
     #[test]
     fn zdb_one_container_per_hdd() {
-        let mut pools = Pools::new(&[spec("h1", PoolKind::Hdd, 1000, 0), spec("h2", PoolKind::Hdd, 1000, 0), spec("s", PoolKind::Ssd, 5000, 0)]);
+        let mut pools = Pools::new(&[
+            spec("h1", PoolKind::Hdd, 1000, 0),
+            spec("h2", PoolKind::Hdd, 1000, 0),
+            spec("s", PoolKind::Ssd, 5000, 0),
+        ]);
         let zdb = |size| DiskDemand { role: DiskRole::Zdb, size: Unit(size) };
         let first = pools.place(zdb(600), None).expect("fits");
         assert_eq!(name(&pools, Some(first)), Some("h1"));

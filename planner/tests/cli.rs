@@ -18,7 +18,8 @@ fn r2_check_json_on_h100_example() {
     let first = &report["requests"][0];
     assert_eq!(first["twin_id"], 1);
     assert_eq!(first["contract_id"], 100);
-    let trainer = first["workloads"].as_array().expect("workloads").iter().find(|wl| wl["name"] == "trainer").expect("trainer");
+    let trainer =
+        first["workloads"].as_array().expect("workloads").iter().find(|wl| wl["name"] == "trainer").expect("trainer");
     assert_eq!(trainer["verdict"], "admit");
     assert_eq!(trainer["type"], "zmachine");
     assert_eq!(trainer["gpus"][0], "0000:00:06.0/10de/2330");
@@ -62,8 +63,11 @@ fn bad_input_exits_2_naming_file_line_and_field() {
 fn unknown_workload_type_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("k8s.json");
-    std::fs::write(&path, r#"{"node": {"cru": 1, "mru": 5}, "requests": [{"workloads": [{"name": "a", "type": "kubernetes"}]}]}"#)
-        .expect("write");
+    std::fs::write(
+        &path,
+        r#"{"node": {"cru": 1, "mru": 5}, "requests": [{"workloads": [{"name": "a", "type": "kubernetes"}]}]}"#,
+    )
+    .expect("write");
     let out = zos_plan(&["check", "--scenario", path.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload type 'kubernetes'"));

@@ -10,11 +10,10 @@ const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
 fn node_strategy() -> impl Strategy<Value = NodeSpec> {
-    let pool = (any::<bool>(), 0..2000u64, 0..100u64, any::<bool>())
-        .prop_map(|(ssd, size_gib, used_pct, mounted)| {
-            json!({"name": "p", "kind": if ssd { "ssd" } else { "hdd" }, "size": size_gib * GIB,
+    let pool = (any::<bool>(), 0..2000u64, 0..100u64, any::<bool>()).prop_map(|(ssd, size_gib, used_pct, mounted)| {
+        json!({"name": "p", "kind": if ssd { "ssd" } else { "hdd" }, "size": size_gib * GIB,
                    "used": size_gib * GIB * used_pct / 100, "mounted": mounted})
-        });
+    });
     (1..64u64, 0..128u64, 0..100u64, prop::collection::vec(pool, 0..4), 0..4usize, 0..3usize).prop_map(
         |(cru, mru_gib, os_pct, pools, n_ips, n_gpus)| {
             let pools: Vec<Value> = pools
@@ -26,10 +25,13 @@ fn node_strategy() -> impl Strategy<Value = NodeSpec> {
                 })
                 .collect();
             let ips: Vec<String> = (0..n_ips).map(|i| format!("203.0.113.{}/24", 10 + i)).collect();
-            let gpus: Vec<Value> =
-                (0..n_gpus).map(|i| json!({"id": format!("0000:00:0{i}.0"), "vendor": "10de", "device": "2330"})).collect();
-            serde_json::from_value(json!({"cru": cru, "mru": mru_gib * GIB, "os_used_mru": mru_gib * GIB * os_pct / 100,
-                "pools": pools, "public_ips": ips, "gpus": gpus}))
+            let gpus: Vec<Value> = (0..n_gpus)
+                .map(|i| json!({"id": format!("0000:00:0{i}.0"), "vendor": "10de", "device": "2330"}))
+                .collect();
+            serde_json::from_value(
+                json!({"cru": cru, "mru": mru_gib * GIB, "os_used_mru": mru_gib * GIB * os_pct / 100,
+                "pools": pools, "public_ips": ips, "gpus": gpus}),
+            )
             .expect("node")
         },
     )
@@ -56,13 +58,13 @@ fn workload_strategy() -> impl Strategy<Value = Workload> {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Admit(u8, Workload),
+    Admit(u8, Box<Workload>),
     Release(u8),
 }
 
 fn ops_strategy() -> impl Strategy<Value = Vec<Op>> {
     let op = prop_oneof![
-        3 => (0..12u8, workload_strategy()).prop_map(|(id, wl)| Op::Admit(id, wl)),
+        3 => (0..12u8, workload_strategy()).prop_map(|(id, wl)| Op::Admit(id, Box::new(wl))),
         1 => (0..12u8).prop_map(Op::Release),
     ];
     prop::collection::vec(op, 1..60)

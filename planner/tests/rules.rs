@@ -97,14 +97,14 @@ fn cases() -> Vec<Case> {
         Case {
             name: "memory: zero-memory workloads are admitted even when memory is exhausted; qsfs needs 1 GiB",
             scenario: json!({"node": node(64, 4 * GIB, 0), "policy": "zos",
-                "deployments": [deployment(9, 9, vec![with_state(vm("full", 1, 2 * GIB), "ok")])],
-                "requests": [deployment(1, 1, vec![
-                    json!({"name": "disk", "type": "zmount", "data": {"size": GIB}}),
-                    json!({"name": "vol", "type": "volume", "data": {"size": GIB}}),
-                    json!({"name": "db", "type": "zdb", "data": {"size": GIB, "mode": "user"}}),
-                    json!({"name": "ip6", "type": "ip", "data": {"v6": true}}),
-                    json!({"name": "fs", "type": "qsfs", "data": {"cache": GIB, "config": {"minimal_shards": 2, "expected_shards": 4}}}),
-                ])]}),
+            "deployments": [deployment(9, 9, vec![with_state(vm("full", 1, 2 * GIB), "ok")])],
+            "requests": [deployment(1, 1, vec![
+                json!({"name": "disk", "type": "zmount", "data": {"size": GIB}}),
+                json!({"name": "vol", "type": "volume", "data": {"size": GIB}}),
+                json!({"name": "db", "type": "zdb", "data": {"size": GIB, "mode": "user"}}),
+                json!({"name": "ip6", "type": "ip", "data": {"v6": true}}),
+                json!({"name": "fs", "type": "qsfs", "data": {"cache": GIB, "config": {"minimal_shards": 2, "expected_shards": 4}}}),
+            ])]}),
             expect: &["disk:admit", "vol:admit", "fs:reject", "ip6:admit", "db:admit"],
         },
         Case {
@@ -154,12 +154,12 @@ fn cases() -> Vec<Case> {
         Case {
             name: "gpu under strict: exclusive, and an unknown one is refused",
             scenario: json!({"node": {"cru": 32, "mru": 256 * GIB, "pools": [{"name": "s", "kind": "ssd", "size": 1024 * GIB}],
-                                      "gpus": [{"id": "0000:00:06.0", "vendor": "10de", "device": "2330"}]},
-                "requests": [
-                    deployment(1, 1, vec![{ let mut v = vm("a", 1, GIB); v["data"]["gpu"] = json!(["0000:00:06.0/10de/2330"]); v }]),
-                    deployment(1, 2, vec![{ let mut v = vm("b", 1, GIB); v["data"]["gpu"] = json!(["0000:00:06.0/10de/2330"]); v }]),
-                    deployment(1, 3, vec![{ let mut v = vm("c", 1, GIB); v["data"]["gpu"] = json!(["0000:00:07.0/10de/2330"]); v }]),
-                ]}),
+                                  "gpus": [{"id": "0000:00:06.0", "vendor": "10de", "device": "2330"}]},
+            "requests": [
+                deployment(1, 1, vec![{ let mut v = vm("a", 1, GIB); v["data"]["gpu"] = json!(["0000:00:06.0/10de/2330"]); v }]),
+                deployment(1, 2, vec![{ let mut v = vm("b", 1, GIB); v["data"]["gpu"] = json!(["0000:00:06.0/10de/2330"]); v }]),
+                deployment(1, 3, vec![{ let mut v = vm("c", 1, GIB); v["data"]["gpu"] = json!(["0000:00:07.0/10de/2330"]); v }]),
+            ]}),
             expect: &["a:admit", "b:reject", "c:reject"],
         },
         Case {
@@ -216,10 +216,17 @@ fn rejection_lists_every_shortfall_with_numbers() {
     let resources: Vec<&str> = workload.shortfalls.iter().map(|s| s.resource.as_str()).collect();
     assert_eq!(resources, ["mru", "cru", "sru"]);
     let memory = &workload.shortfalls[0];
-    assert_eq!((memory.requested, memory.available, memory.reserved, memory.total), (16 * GIB, 6 * GIB, 2 * GIB, 8 * GIB));
+    assert_eq!(
+        (memory.requested, memory.available, memory.reserved, memory.total),
+        (16 * GIB, 6 * GIB, 2 * GIB, 8 * GIB)
+    );
     assert_eq!(
         memory.message,
-        format!("failed to satisfy required capacity: cannot fulfil required memory size {} bytes out of usable {} bytes", 16 * GIB, 6 * GIB)
+        format!(
+            "failed to satisfy required capacity: cannot fulfil required memory size {} bytes out of usable {} bytes",
+            16 * GIB,
+            6 * GIB
+        )
     );
     let disk = &workload.shortfalls[2];
     assert_eq!((disk.requested, disk.available, disk.total), (600 * GIB, 400 * GIB, 1200 * GIB));

@@ -157,12 +157,8 @@ impl Deployment {
             }
         }
         let kept: HashSet<&str> = new.workloads.iter().map(|wl| wl.name.as_str()).collect();
-        upgrade.to_remove = self
-            .workloads
-            .iter()
-            .filter(|wl| !kept.contains(wl.name.as_str()))
-            .map(|wl| wl.name.clone())
-            .collect();
+        upgrade.to_remove =
+            self.workloads.iter().filter(|wl| !kept.contains(wl.name.as_str())).map(|wl| wl.name.clone()).collect();
         Ok(upgrade)
     }
 
@@ -243,8 +239,8 @@ impl Deployment {
             let key = VerifyingKey::from_bytes(&key)
                 .map_err(|err| format!("failed to get public key for twin '{}': {err}", request.twin_id))?;
             let bytes = hex::decode(&signature.signature).map_err(|err| format!("invalid signature: {err}"))?;
-            let signature = ed25519_dalek::Signature::from_slice(&bytes)
-                .map_err(|err| format!("invalid signature: {err}"))?;
+            let signature =
+                ed25519_dalek::Signature::from_slice(&bytes).map_err(|err| format!("invalid signature: {err}"))?;
             key.verify(&message, &signature).map_err(|_| "failed to verify signature".to_string())?;
             weight = weight.saturating_add(request.weight);
         }

@@ -158,7 +158,12 @@ impl TryFrom<RawPolicy> for Policy {
                 if !cpu_overcommit.is_finite() || cpu_overcommit <= 0.0 {
                     return Err(format!("cpu_overcommit must be a positive number, got {cpu_overcommit}"));
                 }
-                Ok(Policy { preset: object.preset, cpu_overcommit, atomic: object.atomic, reserved_mru: object.reserved_mru })
+                Ok(Policy {
+                    preset: object.preset,
+                    cpu_overcommit,
+                    atomic: object.atomic,
+                    reserved_mru: object.reserved_mru,
+                })
             }
         }
     }

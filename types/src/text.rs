@@ -27,9 +27,7 @@ pub mod empty_as_none {
         if text.is_empty() {
             return Ok(None);
         }
-        text.parse()
-            .map(Some)
-            .map_err(|err| serde::de::Error::custom(format!("invalid value '{text}': {err}")))
+        text.parse().map(Some).map_err(|err| serde::de::Error::custom(format!("invalid value '{text}': {err}")))
     }
 }
 
@@ -46,9 +44,7 @@ impl serde::Serialize for HexBytes {
 impl<'de> Deserialize<'de> for HexBytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
-        hex::decode(&text)
-            .map(HexBytes)
-            .map_err(|err| serde::de::Error::custom(format!("invalid hex '{text}': {err}")))
+        hex::decode(&text).map(HexBytes).map_err(|err| serde::de::Error::custom(format!("invalid hex '{text}': {err}")))
     }
 }
 

@@ -66,12 +66,8 @@ impl From<u64> for Unit {
 /// Human form with a binary suffix (`2 GiB`, `500 MiB`, `1.5 TiB`), for tables and messages.
 impl fmt::Display for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SUFFIXES: [(&str, u64); 4] = [
-            ("TiB", Unit::TIB.0),
-            ("GiB", Unit::GIB.0),
-            ("MiB", Unit::MIB.0),
-            ("KiB", Unit::KIB.0),
-        ];
+        const SUFFIXES: [(&str, u64); 4] =
+            [("TiB", Unit::TIB.0), ("GiB", Unit::GIB.0), ("MiB", Unit::MIB.0), ("KiB", Unit::KIB.0)];
         for (suffix, size) in SUFFIXES {
             if self.0 >= size {
                 // `size` is a non-zero constant: these divisions cannot fail.

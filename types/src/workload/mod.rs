@@ -13,10 +13,14 @@ pub use disk::{Volume, ZMount};
 pub use gateway::{Backend, GatewayFqdnProxy, GatewayNameProxy};
 pub use ip::{PublicIp, PublicIpv4};
 pub use network::{Mycelium, Network, Peer};
-pub use qsfs::{Compression, Encryption, Qsfs, QuantumSafeFsConfig, QuantumSafeMeta, QuantumSafeMetaConfig, ZdbBackend, ZdbGroup};
+pub use qsfs::{
+    Compression, Encryption, Qsfs, QuantumSafeFsConfig, QuantumSafeMeta, QuantumSafeMetaConfig, ZdbBackend, ZdbGroup,
+};
 pub use zdb::Zdb;
 pub use zlogs::ZLogs;
-pub use zmachine::{GpuRef, MachineCapacity, MachineInterface, MachineMount, MachineNetwork, MyceliumIp, ZMachine, ZMachineResult};
+pub use zmachine::{
+    GpuRef, MachineCapacity, MachineInterface, MachineMount, MachineNetwork, MyceliumIp, ZMachine, ZMachineResult,
+};
 
 use crate::{Capacity, Challenge, Deployment, WorkloadResult, validate_name};
 use serde::{Deserialize, Serialize};
@@ -99,7 +103,11 @@ impl WorkloadType {
     pub fn is_updatable(self) -> bool {
         matches!(
             self,
-            WorkloadType::ZMount | WorkloadType::Volume | WorkloadType::Network | WorkloadType::Zdb | WorkloadType::Qsfs
+            WorkloadType::ZMount
+                | WorkloadType::Volume
+                | WorkloadType::Network
+                | WorkloadType::Zdb
+                | WorkloadType::Qsfs
         )
     }
 }
@@ -412,9 +420,18 @@ mod tests {
     #[test]
     fn capacity_per_type() {
         let cap = |value: serde_json::Value| workload(value).expect("workload").capacity();
-        assert_eq!(cap(json!({"type": "zmount", "data": {"size": 7}})), Capacity { sru: Unit(7), ..Default::default() });
-        assert_eq!(cap(json!({"type": "volume", "data": {"size": 7}})), Capacity { sru: Unit(7), ..Default::default() });
-        assert_eq!(cap(json!({"type": "zdb", "data": {"size": 7, "mode": "user"}})), Capacity { hru: Unit(7), ..Default::default() });
+        assert_eq!(
+            cap(json!({"type": "zmount", "data": {"size": 7}})),
+            Capacity { sru: Unit(7), ..Default::default() }
+        );
+        assert_eq!(
+            cap(json!({"type": "volume", "data": {"size": 7}})),
+            Capacity { sru: Unit(7), ..Default::default() }
+        );
+        assert_eq!(
+            cap(json!({"type": "zdb", "data": {"size": 7, "mode": "user"}})),
+            Capacity { hru: Unit(7), ..Default::default() }
+        );
         assert_eq!(
             cap(json!({"type": "qsfs", "data": {"cache": 7}})),
             Capacity { cru: 1, mru: Unit::GIB, sru: Unit(7), ..Default::default() }

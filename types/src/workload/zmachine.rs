@@ -293,8 +293,7 @@ mod tests {
     // Upstream `TestResultDeprecated`.
     #[test]
     fn legacy_ygg_ip_reads_as_planetary_ip() {
-        let result: ZMachineResult =
-            serde_json::from_str(r#"{"id": "a", "ygg_ip": "300::1"}"#).expect("result");
+        let result: ZMachineResult = serde_json::from_str(r#"{"id": "a", "ygg_ip": "300::1"}"#).expect("result");
         assert_eq!(result.planetary_ip, "300::1");
     }
 

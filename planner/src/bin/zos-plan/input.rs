@@ -10,4 +10,3 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     zos_planner::document::parse(&text).map_err(|err| anyhow!("{}:{err}", path.display()))
 }
-

@@ -75,17 +75,17 @@ fn describe(short: &Shortfall) -> String {
             Unit(short.total)
         ),
         Resource::Sru | Resource::Hru => format!("{}: {}", short.resource, short.message),
-        Resource::Cru => format!(
-            "cru: {} requested, {} of {} available",
-            short.requested, short.available, short.total
-        ),
+        Resource::Cru => {
+            format!("cru: {} requested, {} of {} available", short.requested, short.available, short.total)
+        }
         Resource::Ipv4u | Resource::Gpu => format!("{}: {}", short.resource, short.message),
     }
 }
 
 fn usage_table(usage: &zos_planner::Usage) -> Table {
     let mut table = new_table(&["resource", "total", "reserved", "used", "free"]);
-    let rows: [(&str, fn(&Capacity) -> String); 5] = [
+    type Cell = fn(&Capacity) -> String;
+    let rows: [(&str, Cell); 5] = [
         ("cru (threads)", |cap| cap.cru.to_string()),
         ("mru (memory)", |cap| cap.mru.to_string()),
         ("sru (ssd)", |cap| cap.sru.to_string()),
