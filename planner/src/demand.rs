@@ -1,27 +1,8 @@
 //! What a workload asks of a node: counters, a disk of some role, an address, GPUs.
 
+use zos_types::reservation::{DiskDemand, DiskRole};
 use zos_types::workload::GpuRef;
 use zos_types::{Capacity, Unit, Workload, WorkloadData};
-
-/// How storaged would place a workload's disk (reference sections 3.4 and 3.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DiskRole {
-    /// A subvolume on an SSD pool: `volume`, a zmachine's root filesystem, qsfs's cache.
-    Volume,
-    /// A vdisk file on an SSD pool, preferring pools that already hold vdisks: `zmount`.
-    Vdisk,
-    /// A zdb namespace on an HDD pool, one zdb container per disk: `zdb`.
-    Zdb,
-}
-
-/// A disk need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DiskDemand {
-    /// How it is placed.
-    pub role: DiskRole,
-    /// Its size.
-    pub size: Unit,
-}
 
 /// Everything a workload needs from the node.
 #[derive(Debug, Clone, PartialEq, Eq)]

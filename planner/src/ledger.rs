@@ -4,13 +4,14 @@
 //! on admit and release, and the only lookup by workload is a hash-map access (no rescans, unlike
 //! ZOS's `storage.Capacity()`; reference section 10).
 
-use crate::demand::{Demand, DiskDemand};
+use crate::demand::Demand;
 use crate::pool::Pools;
 use crate::verdict::{Assignment, Resource, Shortfall, Verdict};
 use std::collections::{BTreeSet, HashMap};
+use zos_types::reservation::DiskDemand;
 use zos_types::scenario::{GpuSpec, NodeSpec, Policy, PoolKind, Preset};
 use zos_types::workload::GpuRef;
-use zos_types::{Capacity, Unit, Workload, WorkloadId};
+use zos_types::{Capacity, ReservationRecord, Unit, Workload, WorkloadId};
 
 /// ZOS's reserved memory: `max(total * 10 / 100, 2 GiB)` in integer math.
 pub fn default_reserved_mru(total: Unit) -> Unit {
@@ -29,6 +30,35 @@ pub struct Reservation {
     pub ip: Option<usize>,
     /// The GPUs (indices into the node's list).
     pub gpus: Vec<usize>,
+}
+
+/// A stored reservation names something this node does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// No pool of that name.
+    #[error("reservation of {id} names pool '{name}', which this node does not have")]
+    UnknownPool {
+        /// The workload.
+        id: WorkloadId,
+        /// The pool.
+        name: String,
+    },
+    /// The address is not on the node's list.
+    #[error("reservation of {id} names public address '{address}', which is not on this node's list")]
+    UnknownAddress {
+        /// The workload.
+        id: WorkloadId,
+        /// The address.
+        address: String,
+    },
+    /// No GPU of that id.
+    #[error("reservation of {id} names GPU '{gpu}', which this node does not have")]
+    UnknownGpu {
+        /// The workload.
+        id: WorkloadId,
+        /// The GPU.
+        gpu: String,
+    },
 }
 
 /// Totals in ZOS's capacity shape.
@@ -190,6 +220,47 @@ impl Ledger {
         self.release(id);
         self.apply(id, &reservation);
         self.reservations.insert(id.clone(), reservation);
+    }
+
+    /// The reservation with names instead of indices, for a store to keep.
+    pub fn record(&self, reservation: &Reservation) -> ReservationRecord {
+        let assignment = self.assignment(reservation);
+        ReservationRecord {
+            capacity: reservation.capacity,
+            disk: assignment.pool.zip(reservation.disk.map(|(_, disk)| disk)),
+            ip: assignment.ip,
+            gpus: assignment.gpus,
+        }
+    }
+
+    /// Restores a stored reservation exactly as it was granted (a store rebuilding the ledger at start).
+    pub fn restore_record(&mut self, id: &WorkloadId, record: &ReservationRecord) -> Result<(), RestoreError> {
+        let disk = match &record.disk {
+            None => None,
+            Some((name, disk)) => match self.pools.position(name) {
+                Some(idx) => Some((idx, *disk)),
+                None => return Err(RestoreError::UnknownPool { id: id.clone(), name: name.clone() }),
+            },
+        };
+        let ip = match &record.ip {
+            None => None,
+            Some(address) => match self.ips.iter().position(|ip| ip.to_string() == *address) {
+                Some(idx) => Some(idx),
+                None => return Err(RestoreError::UnknownAddress { id: id.clone(), address: address.clone() }),
+            },
+        };
+        let gpus = record
+            .gpus
+            .iter()
+            .map(|gpu| {
+                self.gpus
+                    .iter()
+                    .position(|spec| gpu_name(spec) == *gpu)
+                    .ok_or_else(|| RestoreError::UnknownGpu { id: id.clone(), gpu: gpu.clone() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.restore(id, Reservation { capacity: record.capacity, disk, ip, gpus });
+        Ok(())
     }
 
     /// Releases what `id` holds. Idempotent: releasing twice, or something never held, does nothing.

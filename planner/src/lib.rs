@@ -23,7 +23,8 @@ mod pool;
 mod verdict;
 
 pub use admission::{DeploymentVerdict, InvalidWorkload, WorkloadVerdict};
-pub use demand::{Demand, DiskDemand, DiskRole};
-pub use ledger::{Ledger, Reservation, Usage, default_reserved_mru};
+pub use demand::Demand;
+pub use ledger::{Ledger, Reservation, RestoreError, Usage, default_reserved_mru};
 pub use pool::{Pool, Pools, kind_of};
 pub use verdict::{Assignment, PoolPicture, Resource, Shortfall, Verdict};
+pub use zos_types::reservation::{DiskDemand, DiskRole};

@@ -1,10 +1,10 @@
 //! Storage pools and storaged's placement rules (reference sections 3.4 and 3.6), as one
 //! implementation that both the planner and storaged use.
 
-use crate::demand::{DiskDemand, DiskRole};
 use crate::verdict::{PoolPicture, Resource, Shortfall};
 use std::cmp::Reverse;
 use zos_types::Unit;
+use zos_types::reservation::{DiskDemand, DiskRole};
 use zos_types::scenario::{PoolKind, PoolSpec};
 
 /// One pool and what the ledger has placed on it.

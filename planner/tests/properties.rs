@@ -126,6 +126,11 @@ proptest! {
             rebuilt.restore(id, reservation.clone());
         }
         prop_assert_eq!(&rebuilt, &ledger, "a ledger rebuilt from its reservations equals the incremental one");
+        let mut from_records = Ledger::new(&node, policy);
+        for (id, reservation) in ledger.reservations() {
+            from_records.restore_record(id, &ledger.record(reservation)).expect("known names");
+        }
+        prop_assert_eq!(&from_records, &ledger, "a ledger rebuilt from stored records equals the incremental one");
     }
 
     #[test]
