@@ -1,0 +1,38 @@
+//! Durable node state on the cache disk, crash-safe by construction.
+//!
+//! ZOS keeps deployments in a bolt file and jobs in a separate queue, and loses state in the gap
+//! between them (reference sections 2.10 and 10). Here everything lives in one store, and every user
+//! action is one [`Txn`]: "create the deployment, its workloads in `init`, their reservations and its
+//! job" commits together or not at all, and is durable when `commit` returns.
+//!
+//! # Engine and promises
+//!
+//! sled 0.34 sits behind this crate's own API; nothing else in the workspace sees it. All records
+//! live in one tree, so a commit is a single atomic `apply_batch`. sled's `flush` only calls
+//! `sync_file_range`, which survives a process crash but not a power loss; every commit therefore
+//! also calls `fdatasync` on sled's data file before it returns. Writers are serialized by a mutex;
+//! readers see committed state.
+//!
+//! What the store promises:
+//! - a committed change is durable (flush + fdatasync) when `commit` returns `Ok`;
+//! - a crash at any instant leaves the state before or after each commit, never a mix;
+//! - a failed commit (disk full, I/O error) returns an error; reopen the store after one;
+//! - reading a workload's current state is one key lookup, whatever the length of its history;
+//! - a store of another schema version is refused at open, never reinterpreted;
+//! - [`Store::check_consistency`] lists every broken invariant (half deployments, orphan jobs,
+//!   sharable-name mismatches, reservations that disagree with workload states).
+
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
+
+pub mod cache_volume;
+mod consistency;
+mod error;
+mod job;
+mod key;
+mod store;
+
+pub use consistency::{Drift, holds_capacity};
+pub use error::StoreError;
+pub use job::{Job, JobId, JobOp};
+pub use store::{SCHEMA_VERSION, Store, Txn};

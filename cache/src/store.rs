@@ -1,0 +1,478 @@
+//! The store: one sled tree, one writer at a time, and a durable commit per user action.
+
+use crate::error::StoreError;
+use crate::job::{Job, JobId};
+use crate::key;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use zos_types::{
+    Deployment, ReservationRecord, ResultState, SignatureRequirement, Timestamp, Workload, WorkloadId, WorkloadResult,
+    validate_name,
+};
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA: &str = "schema";
+const GENERATION: &str = "generation";
+const JOB_SEQ: &str = "job_seq";
+
+/// What is kept per deployment besides its workloads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Header {
+    pub(crate) version: u32,
+    pub(crate) metadata: String,
+    pub(crate) description: String,
+    pub(crate) signature_requirement: SignatureRequirement,
+    /// Active workload names, in deployment order.
+    pub(crate) workloads: Vec<String>,
+    /// Next sequence number of the result log.
+    pub(crate) next_seq: u64,
+}
+
+/// The durable node state. Cheap to share between threads; writes are serialized.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    data_file: File,
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| StoreError::Corrupt { key: key::printable(key), message: err.to_string() })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our records are plain structs with string keys: encoding cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (or creates) the store in directory `path`. A store written by another schema version is
+    /// refused, never reinterpreted.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = sled::Config::new().path(&path).open()?;
+        let tree = db.open_tree("zos")?;
+        let data_file = File::open(path.join("db"))?;
+        let store = Store { path, db, tree, data_file, writer: Mutex::new(()) };
+        match store.tree.get(key::meta(SCHEMA))? {
+            Some(found) => {
+                let found = String::from_utf8_lossy(&found).into_owned();
+                if found != SCHEMA_VERSION.to_string() {
+                    return Err(StoreError::UnknownSchema { found, supported: SCHEMA_VERSION });
+                }
+            }
+            None if store.tree.is_empty() => {
+                store.tree.insert(key::meta(SCHEMA), SCHEMA_VERSION.to_string().as_bytes())?;
+                store.sync()?;
+                File::open(&store.path)?.sync_all()?;
+            }
+            None => {
+                return Err(StoreError::UnknownSchema {
+                    found: "none (records without a schema)".into(),
+                    supported: SCHEMA_VERSION,
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes everything applied so far durable: sled's flush (which uses `sync_file_range`, not enough
+    /// for power loss) followed by `fdatasync` of the data file.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+
+    /// Starts an atomic, durable change. Only one runs at a time; reads outside it see committed state.
+    pub fn begin(&self) -> Txn<'_> {
+        let guard = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Txn { store: self, _guard: guard, pending: BTreeMap::new() }
+    }
+
+    pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.tree.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
+    }
+
+    pub(crate) fn scan(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
+        self.tree.scan_prefix(prefix).map(|item| item.map_err(StoreError::from))
+    }
+
+    /// Number of committed changes since the store was created.
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        Ok(self.read(&key::meta(GENERATION))?.unwrap_or(0))
+    }
+
+    /// A deployment with its active workloads (in deployment order) and their current results.
+    pub fn get(&self, twin: u32, contract: u64) -> Result<Deployment, StoreError> {
+        let header: Header = self.read(&key::deployment(twin, contract))?.ok_or(StoreError::DeploymentNotExists)?;
+        let workloads = header
+            .workloads
+            .iter()
+            .map(|name| {
+                let key = key::workload(twin, contract, name);
+                self.read::<Workload>(&key)?.ok_or_else(|| StoreError::Corrupt {
+                    key: key::printable(&key),
+                    message: "workload named by its deployment is missing".into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Deployment {
+            version: header.version,
+            twin_id: twin,
+            contract_id: contract,
+            metadata: header.metadata,
+            description: header.description,
+            expiration: Timestamp::default(),
+            signature_requirement: header.signature_requirement,
+            workloads,
+        })
+    }
+
+    /// The current state of an active workload: one read, whatever the length of its history.
+    pub fn current(&self, twin: u32, contract: u64, name: &str) -> Result<Workload, StoreError> {
+        self.read(&key::workload(twin, contract, name))?.ok_or(StoreError::WorkloadNotExist)
+    }
+
+    /// The whole result log of a deployment, oldest first.
+    pub fn changes(&self, twin: u32, contract: u64) -> Result<Vec<Workload>, StoreError> {
+        if !self.tree.contains_key(key::deployment(twin, contract))? {
+            return Err(StoreError::DeploymentNotExists);
+        }
+        self.scan(&key::history_prefix(twin, contract)).map(|item| item.and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// Twins with at least one deployment, ascending.
+    pub fn twins(&self) -> Result<Vec<u32>, StoreError> {
+        let mut twins: Vec<u32> = Vec::new();
+        for item in self.scan(&[key::DEPLOYMENT]) {
+            let (k, _) = item?;
+            if let Some((twin, _)) = key::twin_contract(&k)
+                && twins.last() != Some(&twin)
+            {
+                twins.push(twin);
+            }
+        }
+        Ok(twins)
+    }
+
+    /// Contracts of a twin, ascending.
+    pub fn by_twin(&self, twin: u32) -> Result<Vec<u64>, StoreError> {
+        self.scan(&key::twin_deployments(twin))
+            .map(|item| item.map(|(k, _)| key::twin_contract(&k).map(|(_, contract)| contract).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Every stored reservation, to rebuild the ledger exactly at start.
+    pub fn reservations(&self) -> Result<Vec<(WorkloadId, ReservationRecord)>, StoreError> {
+        self.scan(&[key::RESERVATION])
+            .map(|item| {
+                let (k, v) = item?;
+                let (twin, contract, name) = key::twin_contract_name(&k).ok_or_else(|| StoreError::Corrupt {
+                    key: key::printable(&k),
+                    message: "bad reservation key".into(),
+                })?;
+                Ok((WorkloadId::new(twin, contract, &name), decode(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// The reservation of one workload.
+    pub fn reservation(&self, twin: u32, contract: u64, name: &str) -> Result<Option<ReservationRecord>, StoreError> {
+        self.read(&key::reservation(twin, contract, name))
+    }
+
+    /// The oldest queued job, without removing it (at-least-once: acknowledge it when done).
+    pub fn peek_job(&self) -> Result<Option<(JobId, Job)>, StoreError> {
+        match self.scan(&[key::JOB]).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                let seq = key::job_seq(&k)
+                    .ok_or_else(|| StoreError::Corrupt { key: key::printable(&k), message: "bad job key".into() })?;
+                Ok(Some((JobId(seq), decode(&k, &v)?)))
+            }
+        }
+    }
+
+    /// Every queued job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<(JobId, Job)>, StoreError> {
+        self.scan(&[key::JOB])
+            .map(|item| {
+                let (k, v) = item?;
+                let seq = key::job_seq(&k)
+                    .ok_or_else(|| StoreError::Corrupt { key: key::printable(&k), message: "bad job key".into() })?;
+                Ok((JobId(seq), decode(&k, &v)?))
+            })
+            .collect()
+    }
+}
+
+/// An atomic change: everything staged in it is committed together and durably, or not at all.
+/// Reads inside it see its own staged writes.
+pub struct Txn<'a> {
+    store: &'a Store,
+    _guard: MutexGuard<'a, ()>,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Txn<'_> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.get(key) {
+            Some(staged) => Ok(staged.clone()),
+            None => Ok(self.store.tree.get(key)?.map(|bytes| bytes.to_vec())),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get_raw(key)?.map(|bytes| decode(key, &bytes)).transpose()
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.pending.insert(key, Some(encode(value)));
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        self.pending.insert(key, None);
+    }
+
+    /// Keys under a prefix, committed and staged, minus staged removals.
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut keys = std::collections::BTreeSet::new();
+        for item in self.store.tree.scan_prefix(prefix) {
+            keys.insert(item?.0.to_vec());
+        }
+        for (k, staged) in self.pending.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            match staged {
+                Some(_) => keys.insert(k.clone()),
+                None => keys.remove(k),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    fn header(&self, twin: u32, contract: u64) -> Result<Header, StoreError> {
+        self.get(&key::deployment(twin, contract))?.ok_or(StoreError::DeploymentNotExists)
+    }
+
+    fn append_log(&mut self, twin: u32, contract: u64, header: &mut Header, workload: &Workload) {
+        let seq = header.next_seq;
+        header.next_seq = seq.saturating_add(1);
+        self.put(key::history(twin, contract, seq), workload);
+    }
+
+    fn check_result(result: &WorkloadResult) -> Result<(), StoreError> {
+        result.validate().map_err(StoreError::Invalid)
+    }
+
+    /// Registers a sharable name, failing with ZOS's conflict error when another contract holds it.
+    fn claim_sharable(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
+        if !workload.kind().is_sharable() {
+            return Ok(());
+        }
+        let key = key::sharable(twin, &workload.name);
+        match self.get::<u64>(&key)? {
+            Some(owner) if owner != contract => Err(StoreError::DeploymentConflict(workload.name.clone())),
+            _ => {
+                self.put(key, &contract);
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores a new deployment with all its workloads (each with a valid result, normally `init`) and
+    /// registers its sharable names. ZOS's `Create`: `exists` or `conflict` leave nothing behind.
+    pub fn create(&mut self, deployment: &Deployment) -> Result<(), StoreError> {
+        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+        if self.get_raw(&key::deployment(twin, contract))?.is_some() {
+            return Err(StoreError::DeploymentExists);
+        }
+        let mut header = Header {
+            version: deployment.version,
+            metadata: deployment.metadata.clone(),
+            description: deployment.description.clone(),
+            signature_requirement: deployment.signature_requirement.clone(),
+            workloads: Vec::new(),
+            next_seq: 1,
+        };
+        for workload in &deployment.workloads {
+            self.add_to(twin, contract, &mut header, workload)?;
+        }
+        self.put(key::deployment(twin, contract), &header);
+        Ok(())
+    }
+
+    fn add_to(&mut self, twin: u32, contract: u64, header: &mut Header, workload: &Workload) -> Result<(), StoreError> {
+        validate_name(&workload.name).map_err(StoreError::Invalid)?;
+        Self::check_result(&workload.result)?;
+        if header.workloads.contains(&workload.name) {
+            return Err(StoreError::WorkloadExists(workload.name.clone()));
+        }
+        self.claim_sharable(twin, contract, workload)?;
+        header.workloads.push(workload.name.clone());
+        self.put(key::workload(twin, contract, &workload.name), workload);
+        self.append_log(twin, contract, header, workload);
+        Ok(())
+    }
+
+    /// Adds a workload to an existing deployment (ZOS's `Add`).
+    pub fn add_workload(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
+        let mut header = self.header(twin, contract)?;
+        self.add_to(twin, contract, &mut header, workload)?;
+        self.put(key::deployment(twin, contract), &header);
+        Ok(())
+    }
+
+    /// Takes a workload out of the active set and frees its sharable name; its log stays (ZOS's `Remove`).
+    /// Removing a name that is not active does nothing.
+    pub fn remove_workload(&mut self, twin: u32, contract: u64, name: &str) -> Result<(), StoreError> {
+        let mut header = self.header(twin, contract)?;
+        let Some(pos) = header.workloads.iter().position(|it| it == name) else {
+            return Ok(());
+        };
+        header.workloads.remove(pos);
+        let key = key::workload(twin, contract, name);
+        if let Some(workload) = self.get::<Workload>(&key)?
+            && workload.kind().is_sharable()
+            && self.get::<u64>(&key::sharable(twin, name))? == Some(contract)
+        {
+            self.remove(key::sharable(twin, name));
+        }
+        self.remove(key);
+        self.put(key::deployment(twin, contract), &header);
+        Ok(())
+    }
+
+    /// Records a new result for an active workload (ZOS's `Transaction`): the whole workload is
+    /// appended to the log, and becomes the current one unless its state is `unchanged`.
+    pub fn record(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
+        Self::check_result(&workload.result)?;
+        let key = key::workload(twin, contract, &workload.name);
+        let stored: Workload = self.get(&key)?.ok_or(StoreError::WorkloadNotExist)?;
+        if stored.kind() != workload.kind() {
+            return Err(StoreError::InvalidWorkloadType { stored: stored.kind(), got: workload.kind() });
+        }
+        let mut header = self.header(twin, contract)?;
+        self.append_log(twin, contract, &mut header, workload);
+        self.put(key::deployment(twin, contract), &header);
+        if workload.result.state != ResultState::Unchanged {
+            self.put(key, workload);
+        }
+        Ok(())
+    }
+
+    /// Updates the deployment's own fields (version, texts, signature requirement).
+    pub fn update_header(&mut self, deployment: &Deployment) -> Result<(), StoreError> {
+        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+        let mut header = self.header(twin, contract)?;
+        header.version = deployment.version;
+        header.metadata = deployment.metadata.clone();
+        header.description = deployment.description.clone();
+        header.signature_requirement = deployment.signature_requirement.clone();
+        self.put(key::deployment(twin, contract), &header);
+        Ok(())
+    }
+
+    /// Appends an `error` result with `message` to every active workload (ZOS's `Error`).
+    pub fn error(&mut self, twin: u32, contract: u64, message: &str, created: Timestamp) -> Result<(), StoreError> {
+        let header = self.header(twin, contract)?;
+        for name in &header.workloads {
+            let mut workload =
+                self.get::<Workload>(&key::workload(twin, contract, name))?.ok_or(StoreError::WorkloadNotExist)?;
+            workload.result = WorkloadResult {
+                created,
+                state: ResultState::Error,
+                error: message.to_string(),
+                data: serde_json::Value::Null,
+            };
+            self.record(twin, contract, &workload)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a deployment with its log, its sharable names and its reservations (ZOS's `Delete`).
+    pub fn delete(&mut self, twin: u32, contract: u64) -> Result<(), StoreError> {
+        let header = self.header(twin, contract)?;
+        for name in &header.workloads {
+            self.remove_workload(twin, contract, name)?;
+            self.remove(key::reservation(twin, contract, name));
+        }
+        for k in self.keys_with_prefix(&key::history_prefix(twin, contract))? {
+            self.remove(k);
+        }
+        let mut reservations = key::deployment(twin, contract);
+        reservations[0] = key::RESERVATION;
+        for k in self.keys_with_prefix(&reservations)? {
+            self.remove(k);
+        }
+        self.remove(key::deployment(twin, contract));
+        Ok(())
+    }
+
+    /// Keeps what the ledger granted a workload.
+    pub fn reserve(&mut self, twin: u32, contract: u64, name: &str, record: &ReservationRecord) {
+        self.put(key::reservation(twin, contract, name), record);
+    }
+
+    /// Forgets a workload's reservation (idempotent).
+    pub fn release(&mut self, twin: u32, contract: u64, name: &str) {
+        self.remove(key::reservation(twin, contract, name));
+    }
+
+    /// Queues a job; it becomes visible, with everything else of this change, at commit.
+    pub fn enqueue(&mut self, job: &Job) -> Result<JobId, StoreError> {
+        let seq: u64 = self.get::<u64>(&key::meta(JOB_SEQ))?.unwrap_or(0).saturating_add(1);
+        self.put(key::meta(JOB_SEQ), &seq);
+        self.put(key::job(seq), job);
+        Ok(JobId(seq))
+    }
+
+    /// Removes a finished job.
+    pub fn ack(&mut self, id: JobId) -> Result<(), StoreError> {
+        if self.get_raw(&key::job(id.0))?.is_none() {
+            return Err(StoreError::JobNotExists(id.0));
+        }
+        self.remove(key::job(id.0));
+        Ok(())
+    }
+
+    /// Applies everything staged atomically and makes it durable before returning. On error nothing
+    /// of this change is applied.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let generation: u64 = self.get::<u64>(&key::meta(GENERATION))?.unwrap_or(0).saturating_add(1);
+        self.put(key::meta(GENERATION), &generation);
+        let mut batch = sled::Batch::default();
+        for (k, staged) in std::mem::take(&mut self.pending) {
+            match staged {
+                Some(value) => batch.insert(k, value),
+                None => batch.remove(k),
+            }
+        }
+        self.store.tree.apply_batch(batch)?;
+        self.store.sync()
+    }
+}
