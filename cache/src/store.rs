@@ -414,7 +414,8 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Deletes a deployment with its log, its sharable names and its reservations (ZOS's `Delete`).
+    /// Deletes a deployment with its log, its sharable names, its reservations and any job still queued
+    /// for it, so that no job outlives its deployment (ZOS's `Delete`).
     pub fn delete(&mut self, twin: u32, contract: u64) -> Result<(), StoreError> {
         let header = self.header(twin, contract)?;
         for name in &header.workloads {
@@ -428,6 +429,13 @@ impl Txn<'_> {
         reservations[0] = key::RESERVATION;
         for k in self.keys_with_prefix(&reservations)? {
             self.remove(k);
+        }
+        for k in self.keys_with_prefix(&[key::JOB])? {
+            if let Some(job) = self.get::<Job>(&k)?
+                && (job.twin, job.contract) == (twin, contract)
+            {
+                self.remove(k);
+            }
         }
         self.remove(key::deployment(twin, contract));
         Ok(())
