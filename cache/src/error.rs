@@ -55,6 +55,9 @@ pub enum StoreError {
     /// The engine failed (I/O, disk full, ...). The state on disk is what it was before the call.
     #[error("storage engine: {0}")]
     Engine(#[from] sled::Error),
+    /// An earlier commit failed; reopen the store.
+    #[error("the store is poisoned by an earlier failed write; reopen it")]
+    Poisoned,
     /// An I/O error while making a commit durable.
     #[error("making the commit durable: {0}")]
     Io(#[from] std::io::Error),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use zos_types::{
     Deployment, ReservationRecord, ResultState, SignatureRequirement, Timestamp, Workload, WorkloadId, WorkloadResult,
@@ -33,6 +34,24 @@ pub(crate) struct Header {
     pub(crate) next_seq: u64,
 }
 
+/// How long `open` waits for the engine's file lock: sled releases it from a background thread a
+/// moment after the previous handle in the same process is dropped.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_engine(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(err))
+                if err.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// The durable node state. Cheap to share between threads; writes are serialized.
 pub struct Store {
     path: PathBuf,
@@ -40,6 +59,18 @@ pub struct Store {
     tree: sled::Tree,
     data_file: File,
     writer: Mutex<()>,
+    poisoned: AtomicBool,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.poisoned.load(Ordering::SeqCst) {
+            // After a failed write sled 0.34 waits forever in the flush it runs when its last handle
+            // drops. Keep one handle alive instead: the process can go on (and should exit to reopen).
+            std::mem::forget(self.db.clone());
+            std::mem::forget(self.tree.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -63,10 +94,10 @@ impl Store {
     /// refused, never reinterpreted.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new().path(&path).open()?;
+        let db = open_engine(&path)?;
         let tree = db.open_tree("zos")?;
         let data_file = File::open(path.join("db"))?;
-        let store = Store { path, db, tree, data_file, writer: Mutex::new(()) };
+        let store = Store { path, db, tree, data_file, writer: Mutex::new(()), poisoned: AtomicBool::new(false) };
         match store.tree.get(key::meta(SCHEMA))? {
             Some(found) => {
                 let found = String::from_utf8_lossy(&found).into_owned();
@@ -468,9 +499,23 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Applies everything staged atomically and makes it durable before returning. On error nothing
-    /// of this change is applied.
+    /// Applies everything staged atomically and makes it durable before returning.
+    ///
+    /// On an engine or I/O error (disk full, ...) the store is poisoned: this and every later commit
+    /// fail with [`StoreError::Poisoned`] until the store is reopened (the daemon exits and its
+    /// supervisor restarts it); after reopening, the state is what the last successful commit left.
     pub fn commit(mut self) -> Result<(), StoreError> {
+        if self.store.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        let result = self.apply();
+        if result.is_err() {
+            self.store.poisoned.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn apply(&mut self) -> Result<(), StoreError> {
         let generation: u64 = self.get::<u64>(&key::meta(GENERATION))?.unwrap_or(0).saturating_add(1);
         self.put(key::meta(GENERATION), &generation);
         let mut batch = sled::Batch::default();

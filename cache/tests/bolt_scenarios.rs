@@ -17,7 +17,8 @@ fn init() -> WorkloadResult {
 }
 
 fn workload(name: &str, kind: &str) -> Workload {
-    let mut wl: Workload = serde_json::from_value(json!({"name": name, "type": kind, "data": {"size": 10}})).expect("workload");
+    let mut wl: Workload =
+        serde_json::from_value(json!({"name": name, "type": kind, "data": {"size": 10}})).expect("workload");
     wl.result = init();
     wl
 }
@@ -127,7 +128,10 @@ fn transactions() {
     txn.record(1, 10, &ok).expect("record");
     txn.commit().expect("commit");
     let current = store.current(1, 10, "vm1").expect("current");
-    assert_eq!((current.name.as_str(), current.kind().as_str(), current.result.state), ("vm1", "zmount", ResultState::Ok));
+    assert_eq!(
+        (current.name.as_str(), current.kind().as_str(), current.result.state),
+        ("vm1", "zmount", ResultState::Ok)
+    );
 }
 
 #[test]
@@ -193,9 +197,15 @@ fn error_marks_every_workload() {
 fn mixed_results_round_trip() {
     let (_dir, store) = store();
     let mut vm1 = workload("vm1", "zmount");
-    vm1.result = WorkloadResult { created: Timestamp(7), state: ResultState::Ok, error: String::new(), data: json!("hello") };
+    vm1.result =
+        WorkloadResult { created: Timestamp(7), state: ResultState::Ok, error: String::new(), data: json!("hello") };
     let mut vm2 = workload("vm2", "volume");
-    vm2.result = WorkloadResult { created: Timestamp(7), state: ResultState::Error, error: "some error".into(), data: json!(null) };
+    vm2.result = WorkloadResult {
+        created: Timestamp(7),
+        state: ResultState::Error,
+        error: "some error".into(),
+        data: json!(null),
+    };
     let dl = deployment(1, 10, vec![vm1, vm2]);
     create(&store, &dl).expect("create");
     drop(store);

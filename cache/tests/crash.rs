@@ -95,7 +95,9 @@ fn act(store: &Store, ledger: &mut Ledger, rng: &mut Rng) -> bool {
                     return false; // not an atomic-policy test: skip deployments that do not fit whole
                 }
             }
-            let created = txn.create(&dl).and_then(|()| txn.enqueue(&Job { op: JobOp::Provision, twin, contract, reason: String::new() }));
+            let created = txn
+                .create(&dl)
+                .and_then(|()| txn.enqueue(&Job { op: JobOp::Provision, twin, contract, reason: String::new() }));
             if created.is_err() || txn.commit().is_err() {
                 for id in admitted {
                     ledger.release(&id);
@@ -265,5 +267,8 @@ fn sigkill_at_random_moments_never_breaks_an_invariant() {
         generation = check_invariants(&path, acks.last().copied()).max(generation);
     }
     assert!(total_acks > KILLS, "the children made too little progress to test anything ({total_acks} commits)");
-    eprintln!("{KILLS} kills, {total_acks} acknowledged commits, final generation {generation}, {:?}", started.elapsed());
+    eprintln!(
+        "{KILLS} kills, {total_acks} acknowledged commits, final generation {generation}, {:?}",
+        started.elapsed()
+    );
 }
