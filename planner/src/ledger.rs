@@ -467,6 +467,19 @@ impl Ledger {
         }
     }
 
+    /// A cheap necessary condition: could `demand` fit by the totals alone, under this policy's rules?
+    /// (Disks are compared with the sum of free pool space, so `true` does not promise a pool fits.)
+    pub fn may_fit(&self, demand: &Capacity) -> bool {
+        let free = self.usage().free;
+        let strict = self.policy.preset == Preset::Strict;
+        let ipv4_counted = strict || !self.ips.is_empty();
+        demand.mru <= free.mru
+            && demand.sru <= free.sru
+            && demand.hru <= free.hru
+            && (!strict || demand.cru <= free.cru)
+            && (!ipv4_counted || demand.ipv4u <= free.ipv4u)
+    }
+
     /// What the node has, keeps, holds and can still give.
     pub fn usage(&self) -> Usage {
         let (ssd_total, ssd_used) = self.pools.totals(PoolKind::Ssd);

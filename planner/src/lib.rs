@@ -17,9 +17,12 @@ mod admission;
 pub mod check;
 mod demand;
 pub mod document;
+pub mod headroom;
 mod ledger;
 pub mod order;
+pub mod placement;
 mod pool;
+pub mod synthetic;
 mod verdict;
 
 pub use admission::{DeploymentVerdict, InvalidWorkload, WorkloadVerdict};

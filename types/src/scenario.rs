@@ -186,6 +186,38 @@ pub struct Scenario {
     pub requests: Vec<Deployment>,
 }
 
+/// One node of a farm for `zos-plan place`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FarmNode {
+    /// The node's name.
+    pub name: String,
+    /// The node, as in a scenario.
+    pub node: NodeSpec,
+    /// Its policy (default `strict`).
+    #[serde(default)]
+    pub policy: Policy,
+    /// Deployments already on it.
+    #[serde(default)]
+    pub deployments: Vec<Deployment>,
+}
+
+/// A farm: `{"nodes": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Farm {
+    /// The nodes.
+    pub nodes: Vec<FarmNode>,
+}
+
+/// Deployments to place: `{"requests": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requests {
+    /// The deployments, each placed whole on one node.
+    pub requests: Vec<Deployment>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,30 @@ impl fmt::Display for Unit {
     }
 }
 
+/// Parses `1024`, `512B`, `4KiB`, `500MiB`, `2GiB`, `1TiB` (also `K`, `M`, `G`, `T`, `KB`, ...: all binary).
+impl std::str::FromStr for Unit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let split = text.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(text.len());
+        let (number, suffix) = text.split_at(split);
+        let number: u64 =
+            number.parse().map_err(|_| format!("invalid size '{text}': expected a number with an optional unit"))?;
+        let multiplier = match suffix.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => Unit::KIB.0,
+            "m" | "mb" | "mib" => Unit::MIB.0,
+            "g" | "gb" | "gib" => Unit::GIB.0,
+            "t" | "tb" | "tib" => Unit::TIB.0,
+            other => {
+                return Err(format!("invalid size '{text}': unknown unit '{other}' (use B, KiB, MiB, GiB or TiB)"));
+            }
+        };
+        number.checked_mul(multiplier).map(Unit).ok_or_else(|| format!("invalid size '{text}': too large"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +134,17 @@ mod tests {
         assert_eq!(Unit::mib(500).to_string(), "500 MiB");
         assert_eq!(Unit(1536 * 1024 * 1024).to_string(), "1.5 GiB");
         assert_eq!(Unit(12).to_string(), "12 B");
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!("1024".parse::<Unit>(), Ok(Unit(1024)));
+        assert_eq!("4GiB".parse::<Unit>(), Ok(Unit::gib(4)));
+        assert_eq!("500M".parse::<Unit>(), Ok(Unit::mib(500)));
+        assert_eq!("2 TiB".parse::<Unit>(), Ok(Unit(2 << 40)));
+        assert!("lots".parse::<Unit>().is_err());
+        assert!("4XB".parse::<Unit>().is_err());
+        assert!("99999999999TiB".parse::<Unit>().is_err());
     }
 
     #[test]

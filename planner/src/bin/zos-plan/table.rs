@@ -103,3 +103,157 @@ fn usage_table(usage: &zos_planner::Usage) -> Table {
     }
     table
 }
+
+fn percent(value: f64) -> String {
+    format!("{:.1}%", value * 100.0)
+}
+
+/// Renders what discovery found.
+pub fn discovery(found: &crate::discover::Discovery, root: &std::path::Path) -> String {
+    let node = &found.node;
+    let usage = zos_planner::Ledger::new(node, zos_types::scenario::Policy::default()).usage();
+    let mut out = format!(
+        "Node at {}: {} threads, {} memory ({} used by the OS now)\n\n",
+        root.display(),
+        node.cru,
+        node.mru,
+        node.os_used_mru
+    );
+    out.push_str(&format!("{}\n\n", usage_table(&usage)));
+    let mut pools = new_table(&["pool", "kind", "size"]);
+    for pool in &node.pools {
+        pools.add_row(vec![pool.name.clone(), pool.kind.as_str().to_string(), pool.size.to_string()]);
+    }
+    out.push_str(&format!(
+        "Disks (one pool each; kind from the rotational flag unless --ssd/--hdd says otherwise)\n{pools}\n"
+    ));
+    if !found.skipped_disks.is_empty() {
+        let skipped: Vec<String> = found.skipped_disks.iter().map(|(name, why)| format!("{name} ({why})")).collect();
+        out.push_str(&format!("Left out: {}\n", skipped.join(", ")));
+    }
+    let mut gpus = new_table(&["gpu", "vendor", "device", "id for a zmachine"]);
+    for gpu in &node.gpus {
+        gpus.add_row(vec![
+            gpu.id.clone(),
+            gpu.vendor.clone(),
+            gpu.device.clone(),
+            format!("{}/{}/{}", gpu.id, gpu.vendor, gpu.device),
+        ]);
+    }
+    out.push_str(&format!("\nGPUs\n{gpus}\n"));
+    let mut nics = new_table(&["nic", "mac", "state", "speed", "physical"]);
+    for nic in &found.nics {
+        nics.add_row(vec![
+            nic.name.clone(),
+            nic.mac.clone(),
+            nic.state.clone(),
+            nic.speed_mbps.map(|s| format!("{s} Mb/s")).unwrap_or_default(),
+            if nic.physical { "yes" } else { "no" }.to_string(),
+        ]);
+    }
+    out.push_str(&format!("\nNICs\n{nics}"));
+    out
+}
+
+/// Renders a headroom report.
+pub fn headroom(report: &zos_planner::headroom::Headroom) -> String {
+    let more = if report.capped { format!("at least {}", report.count) } else { report.count.to_string() };
+    let mut out = format!("{more} more of {} fit.\n", report.shape);
+    if report.binding.is_empty() {
+        out.push_str("Nothing refused the next one before the limit.\n");
+    } else {
+        out.push_str("The next one is refused by:\n");
+        for short in &report.binding {
+            out.push_str(&format!("  {}\n", describe(short)));
+        }
+    }
+    let largest = &report.largest;
+    let unit = |value: Option<Unit>| value.map_or_else(|| "none fits".to_string(), |u| u.to_string());
+    let mut table = new_table(&["largest single workload that still fits", "size"]);
+    table.add_row(vec!["zmachine memory (1 vCPU, minimum root)".to_string(), unit(largest.zmachine_memory)]);
+    table.add_row(vec![
+        "zmachine vCPUs (250 MiB, minimum root)".to_string(),
+        largest.zmachine_cpu.map_or_else(|| "none fits".to_string(), |cpu| cpu.to_string()),
+    ]);
+    table.add_row(vec!["zmount".to_string(), unit(largest.zmount)]);
+    table.add_row(vec!["volume".to_string(), unit(largest.volume)]);
+    table.add_row(vec!["zdb".to_string(), unit(largest.zdb)]);
+    table.add_row(vec!["public IPv4 addresses".to_string(), largest.ips.to_string()]);
+    out.push_str(&format!("\n{table}"));
+    out
+}
+
+/// Renders a placement.
+pub fn placement(report: &zos_planner::placement::PlaceReport) -> String {
+    let placed = report.assignments.iter().filter(|a| a.node.is_some()).count();
+    let mut out = format!(
+        "{placed} of {} deployments placed on {} nodes (objective {}: {:.3}, lower bound {:.3}, gap {:.3}, {}; kept the {} answer, heuristic gave {:.3})\n\n",
+        report.assignments.len(),
+        report.nodes_used,
+        report.objective,
+        report.objective_value,
+        report.lower_bound,
+        report.gap,
+        if report.optimal { "optimal" } else { "not proven optimal" },
+        report.solver,
+        report.heuristic_value,
+    );
+    let mut assignments = new_table(&["twin", "contract", "node"]);
+    for a in &report.assignments {
+        assignments.add_row(vec![
+            a.twin_id.to_string(),
+            a.contract_id.to_string(),
+            a.node.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    out.push_str(&format!("{assignments}\n"));
+    if !report.unplaced.is_empty() {
+        let mut unplaced = new_table(&["twin", "contract", "why (nodes refusing, per resource)"]);
+        for u in &report.unplaced {
+            let why: Vec<String> = u.refusals.iter().map(|(resource, n)| format!("{resource}: {n}")).collect();
+            let mut why = why.join(", ");
+            if let Some(message) = &u.message {
+                why = format!("{why} ({message})");
+            }
+            unplaced.add_row(vec![u.twin_id.to_string(), u.contract_id.to_string(), why]);
+        }
+        out.push_str(&format!("\nNot placed\n{unplaced}\n"));
+    }
+    let mut nodes = new_table(&["node", "placed", "cpu", "memory", "ssd", "hdd", "fragmentation"]);
+    for node in &report.nodes {
+        nodes.add_row(vec![
+            node.name.clone(),
+            node.placed.to_string(),
+            percent(node.utilization.cru),
+            percent(node.utilization.mru),
+            percent(node.utilization.sru),
+            percent(node.utilization.hru),
+            format!("{:.2}", node.fragmentation),
+        ]);
+    }
+    out.push_str(&format!("\nNodes\n{nodes}"));
+    out
+}
+
+/// Renders the benchmark suite.
+pub fn bench(report: &crate::bench::BenchReport) -> String {
+    let machine = &report.machine;
+    let mut out = format!(
+        "Machine: {} x {} threads, {} memory, kernel {}\n",
+        machine.cpu_model,
+        machine.threads,
+        Unit(machine.memory_bytes),
+        machine.kernel
+    );
+    let mut table = new_table(&["benchmark", "value", "unit", "note"]);
+    for figure in &report.figures {
+        table.add_row(vec![
+            figure.name.clone(),
+            format!("{:.3}", figure.value),
+            figure.unit.to_string(),
+            figure.note.clone(),
+        ]);
+    }
+    out.push_str(&table.to_string());
+    out
+}
