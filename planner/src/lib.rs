@@ -13,7 +13,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 
-mod admission;
+pub mod admission;
 pub mod check;
 mod demand;
 pub mod document;

@@ -505,14 +505,15 @@ impl<'a> Instance<'a> {
         Some((assignment, matches!(solution.status(), SolutionStatus::Optimal)))
     }
 
-    fn unplaced(&self, idx: usize) -> Unplaced {
+    /// Why a deployment is not placed: what each node, in its final state, refuses it for.
+    fn unplaced(&self, idx: usize, ledgers: &[Ledger]) -> Unplaced {
         let deployment = &self.requests[idx];
         let mut refusals = BTreeMap::new();
         let message = self.invalid[idx].clone();
         if message.is_some() {
             refusals.insert("invalid".to_string(), self.base.len());
         } else {
-            for ledger in &self.base {
+            for ledger in ledgers {
                 if let Err(resources) = admit_whole(&mut ledger.clone(), deployment) {
                     for resource in resources.into_iter().collect::<BTreeSet<_>>() {
                         *refusals.entry(resource).or_insert(0) += 1;
@@ -572,8 +573,10 @@ pub fn place(farm: &Farm, requests: &[Deployment], options: &PlacementOptions) -
             node: node.map(|n| farm.nodes[n].name.clone()),
         })
         .collect();
-    let unplaced =
-        (0..requests.len()).filter(|&idx| assignment[idx].is_none()).map(|idx| instance.unplaced(idx)).collect();
+    let unplaced = (0..requests.len())
+        .filter(|&idx| assignment[idx].is_none())
+        .map(|idx| instance.unplaced(idx, &ledgers))
+        .collect();
     let nodes = ledgers
         .iter()
         .enumerate()

@@ -72,3 +72,145 @@ fn unknown_workload_type_is_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload type 'kubernetes'"));
 }
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/../../shared/fixtures/hardware/{name}", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new(&path).is_dir(),
+        "hardware snapshot {path} is missing (the repository expects ../shared beside it)"
+    );
+    path
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn discover_h100_snapshot() {
+    let node = json_of(&zos_plan(&["discover", "--root", &fixture("h100-node"), "--json"]));
+    assert_eq!(node["cru"], 16);
+    assert_eq!(node["mru"], 131_981_020u64 * 1024);
+    assert_eq!(node["os_used_mru"], (131_981_020u64 - 131_483_464) * 1024);
+    let pools = node["pools"].as_array().expect("pools");
+    let names: Vec<&str> = pools.iter().map(|p| p["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["vda", "vdb"], "zram and empty loop devices are left out");
+    assert_eq!(pools[0]["size"], 536_870_912u64 * 512);
+    assert_eq!(pools[1]["size"], 621_744u64 * 512);
+    assert_eq!(pools[0]["kind"], "hdd", "rotational=1 reads as HDD by default");
+    assert_eq!(node["gpus"], serde_json::json!([{"id": "0000:00:06.0", "vendor": "10de", "device": "2330"}]));
+}
+
+#[test]
+fn discover_overrides_and_dev_vm() {
+    let node = json_of(&zos_plan(&["discover", "--root", &fixture("h100-node"), "--ssd", "vda", "--json"]));
+    assert_eq!(node["pools"][0]["kind"], "ssd");
+    let node = json_of(&zos_plan(&["discover", "--root", &fixture("dev-vm"), "--json"]));
+    assert_eq!(node["cru"], 2);
+    assert_eq!(node["pools"].as_array().map(Vec::len), Some(1));
+    assert_eq!(node["gpus"], serde_json::json!([]));
+    let text = zos_plan(&["discover", "--root", &fixture("h100-node")]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("0000:00:06.0/10de/2330"));
+}
+
+#[test]
+fn discover_feeds_check() {
+    let node = json_of(&zos_plan(&["discover", "--root", &fixture("h100-node"), "--ssd", "vda", "--json"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scenario.json");
+    let scenario = serde_json::json!({"node": node, "requests": [{"twin_id": 1, "contract_id": 1, "workloads": [
+        {"name": "vm", "type": "zmachine", "data": {"network": {"interfaces": [{"network": "n", "ip": "10.1.1.2"}]},
+            "compute_capacity": {"cpu": 4, "memory": 8u64 << 30}, "gpu": ["0000:00:06.0/10de/2330"]}}]}]});
+    std::fs::write(&path, scenario.to_string()).expect("write");
+    let report = json_of(&zos_plan(&["check", "--scenario", path.to_str().expect("path"), "--json"]));
+    assert_eq!(report["requests"][0]["workloads"][0]["verdict"], "admit");
+}
+
+#[test]
+fn headroom_on_a_scenario() {
+    let report = json_of(&zos_plan(&[
+        "headroom",
+        "--scenario",
+        &example("memory-16g-zos.json"),
+        "--type",
+        "zmachine",
+        "--cpu",
+        "1",
+        "--memory",
+        "1GiB",
+        "--json",
+    ]));
+    assert_eq!(report["count"], 0, "the 16 GiB example is full after its requests");
+    assert_eq!(report["binding"][0]["resource"], "mru");
+    let report =
+        json_of(&zos_plan(&["headroom", "--root", &fixture("h100-node"), "--ssd", "vda", "--type", "ip", "--json"]));
+    assert_eq!(report["count"], 0, "strict: a node without public addresses gives none");
+    let out = zos_plan(&["headroom", "--scenario", &example("h100-node.json"), "--memory", "lots"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn place_json_and_plot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plot = dir.path().join("utilization.svg");
+    let report = json_of(&zos_plan(&[
+        "place",
+        "--farm",
+        &example("farm.json"),
+        "--requests",
+        &example("requests.json"),
+        "--objective",
+        "max-placed",
+        "--plot",
+        plot.to_str().expect("path"),
+        "--json",
+    ]));
+    for key in [
+        "assignments",
+        "nodes_used",
+        "objective",
+        "lower_bound",
+        "optimal",
+        "objective_value",
+        "gap",
+        "unplaced",
+        "nodes",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(report["objective"], "max-placed");
+    let assignments = report["assignments"].as_array().expect("assignments");
+    assert_eq!(assignments.len(), 10);
+    assert!(assignments.iter().all(|a| a["twin_id"].is_u64() && a["contract_id"].is_u64()));
+    assert!(assignments.iter().any(|a| a["node"].is_null()), "the 64-vCPU request fits nowhere");
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let bars = doc.descendants().filter(|n| n.has_tag_name("rect")).count();
+    assert!(bars >= 4 * 4, "four bars per node, got {bars}");
+}
+
+#[test]
+fn place_refuses_unknown_objective() {
+    let out = zos_plan(&[
+        "place",
+        "--farm",
+        &example("farm.json"),
+        "--requests",
+        &example("requests.json"),
+        "--objective",
+        "cheapest",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown objective 'cheapest'"));
+}
+
+#[test]
+fn bench_quick_reports_machine_and_figures() {
+    let report = json_of(&zos_plan(&["bench", "--quick", "--json"]));
+    assert!(report["machine"]["threads"].as_u64().is_some_and(|n| n >= 1));
+    let figures = report["figures"].as_array().expect("figures");
+    assert!(figures.len() >= 5);
+    assert!(figures.iter().all(|f| f["value"].as_f64().is_some_and(|v| v > 0.0)), "{figures:?}");
+}
