@@ -164,6 +164,8 @@ struct Instance<'a> {
     farm: &'a Farm,
     requests: &'a [Deployment],
     base: Vec<Ledger>,
+    /// Sum of every node's totals.
+    farm_total: Capacity,
     demands: Vec<Option<Capacity>>,
     invalid: Vec<Option<String>>,
 }
@@ -212,7 +214,7 @@ fn admit_whole(ledger: &mut Ledger, deployment: &Deployment) -> Result<(), Vec<S
 
 impl<'a> Instance<'a> {
     fn new(farm: &'a Farm, requests: &'a [Deployment]) -> Instance<'a> {
-        let base = farm
+        let base: Vec<Ledger> = farm
             .nodes
             .iter()
             .map(|node| {
@@ -231,13 +233,16 @@ impl<'a> Instance<'a> {
             .zip(&invalid)
             .map(|(dl, invalid)| invalid.is_none().then(|| deployment_capacity(dl)))
             .collect();
-        Instance { farm, requests, base, demands, invalid }
+        let farm_total = base
+            .iter()
+            .fold(Capacity::default(), |sum: Capacity, ledger: &Ledger| sum.saturating_add(&ledger.usage().total));
+        Instance { farm, requests, base, farm_total, demands, invalid }
     }
 
     /// Share of the farm's average node that a deployment takes on its most demanding resource.
     fn dominant_share(&self, demand: &Capacity) -> f64 {
         let n = self.base.len().max(1) as f64;
-        let total = self.base.iter().fold(Capacity::default(), |sum, ledger| sum.saturating_add(&ledger.usage().total));
+        let total = self.farm_total;
         let share = |part: u64, whole: u64| if whole == 0 { 0.0 } else { part as f64 * n / whole as f64 };
         share(demand.cru, total.cru)
             .max(share(demand.mru.bytes(), total.mru.bytes()))
@@ -259,11 +264,12 @@ impl<'a> Instance<'a> {
         // Open nodes indexed by free memory (best fit); unopened nodes, largest first.
         let free_mru = |ledger: &Ledger| ledger.usage().free.mru.bytes();
         let mut open: BTreeSet<(u64, usize)> = BTreeSet::new();
+        let mut open_key: Vec<Option<u64>> = vec![None; ledgers.len()];
         let mut unopened: Vec<usize> = (0..ledgers.len()).collect();
         unopened.sort_by_key(|&idx| std::cmp::Reverse(ledgers[idx].usage().total.mru));
         let util_key = |ledger: &Ledger| (utilization(ledger).max() * 1e9) as u64;
-        let mut by_load: BTreeSet<(u64, usize)> =
-            (0..ledgers.len()).map(|idx| (util_key(&ledgers[idx]), idx)).collect();
+        let mut load_key: Vec<u64> = ledgers.iter().map(util_key).collect();
+        let mut by_load: BTreeSet<(u64, usize)> = load_key.iter().enumerate().map(|(idx, &key)| (key, idx)).collect();
         for idx in order {
             let Some(demand) = self.demands[idx] else { continue };
             let deployment = &self.requests[idx];
@@ -274,8 +280,9 @@ impl<'a> Instance<'a> {
                 Objective::Balance => {
                     let found = by_load.iter().map(|&(_, node)| node).find(|&node| try_node(&mut ledgers, node));
                     if let Some(node) = found {
-                        by_load.retain(|&(_, it)| it != node);
-                        by_load.insert((util_key(&ledgers[node]), node));
+                        by_load.remove(&(load_key[node], node));
+                        load_key[node] = util_key(&ledgers[node]);
+                        by_load.insert((load_key[node], node));
                     }
                     found
                 }
@@ -289,8 +296,12 @@ impl<'a> Instance<'a> {
                         Some(unopened.remove(pos))
                     });
                     if let Some(node) = found {
-                        open.retain(|&(_, it)| it != node);
-                        open.insert((free_mru(&ledgers[node]), node));
+                        if let Some(key) = open_key[node] {
+                            open.remove(&(key, node));
+                        }
+                        let key = free_mru(&ledgers[node]);
+                        open_key[node] = Some(key);
+                        open.insert((key, node));
                     }
                     found
                 }
