@@ -212,6 +212,39 @@ fn admit_whole(ledger: &mut Ledger, deployment: &Deployment) -> Result<(), Vec<S
     }
 }
 
+/// Would the ledger admit the deployment whole? Admits it, then releases it again: exact, and without
+/// copying the ledger.
+fn probe_whole(ledger: &mut Ledger, deployment: &Deployment) -> Result<(), Vec<String>> {
+    admit_whole(ledger, deployment)?;
+    for workload in &deployment.workloads {
+        ledger.release(&deployment.workload_id(&workload.name));
+    }
+    Ok(())
+}
+
+/// The resources a ledger's totals already rule out, without admitting anything.
+fn totals_refusal(ledger: &Ledger, demand: &Capacity) -> Vec<String> {
+    let free = ledger.usage().free;
+    let strict = ledger.policy().preset == Preset::Strict;
+    let mut refused = Vec::new();
+    if strict && demand.cru > free.cru {
+        refused.push("cru".to_string());
+    }
+    if demand.mru > free.mru {
+        refused.push("mru".to_string());
+    }
+    if demand.sru > free.sru {
+        refused.push("sru".to_string());
+    }
+    if demand.hru > free.hru {
+        refused.push("hru".to_string());
+    }
+    if demand.ipv4u > free.ipv4u && (strict || free.ipv4u > 0 || ledger.usage().total.ipv4u > 0) {
+        refused.push("ipv4u".to_string());
+    }
+    refused
+}
+
 impl<'a> Instance<'a> {
     fn new(farm: &'a Farm, requests: &'a [Deployment]) -> Instance<'a> {
         let base: Vec<Ledger> = farm
@@ -517,15 +550,18 @@ impl<'a> Instance<'a> {
     }
 
     /// Why a deployment is not placed: what each node, in its final state, refuses it for.
-    fn unplaced(&self, idx: usize, ledgers: &[Ledger]) -> Unplaced {
+    fn unplaced(&self, idx: usize, ledgers: &mut [Ledger]) -> Unplaced {
         let deployment = &self.requests[idx];
         let mut refusals = BTreeMap::new();
         let message = self.invalid[idx].clone();
         if message.is_some() {
             refusals.insert("invalid".to_string(), self.base.len());
         } else {
-            for ledger in ledgers {
-                if let Err(resources) = admit_whole(&mut ledger.clone(), deployment) {
+            let demand = self.demands[idx].unwrap_or_default();
+            for ledger in ledgers.iter_mut() {
+                let refused = totals_refusal(ledger, &demand);
+                let outcome = if refused.is_empty() { probe_whole(ledger, deployment) } else { Err(refused) };
+                if let Err(resources) = outcome {
                     for resource in resources.into_iter().collect::<BTreeSet<_>>() {
                         *refusals.entry(resource).or_insert(0) += 1;
                     }
@@ -586,7 +622,7 @@ pub fn place(farm: &Farm, requests: &[Deployment], options: &PlacementOptions) -
         .collect();
     let unplaced = (0..requests.len())
         .filter(|&idx| assignment[idx].is_none())
-        .map(|idx| instance.unplaced(idx, &ledgers))
+        .map(|idx| instance.unplaced(idx, &mut ledgers))
         .collect();
     let nodes = ledgers
         .iter()

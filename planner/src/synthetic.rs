@@ -1,5 +1,5 @@
 //! Synthetic farms and deployments for benchmarks and placement tests: deterministic, seeded.
-//! Nodes have 32 threads, 128 GiB, a 2 TiB SSD and an 8 TiB HDD; a deployment is a network, a VM of
+//! Nodes have 32 threads, 128 GiB, a 2 TiB SSD and an 8 TiB HDD (times a scale); a deployment is a network, a VM of
 //! 1-8 vCPUs and 2-32 GiB, a 50-500 GiB disk and, one time in two, a zdb of up to 2 TiB
 //! (the model of reference/crates.md section 1.2).
 
@@ -26,6 +26,11 @@ impl Lcg {
 
 /// `n` identical nodes named `n0`, `n1`, ...
 pub fn farm(n: usize) -> Farm {
+    farm_of(n, 1)
+}
+
+/// `n` identical nodes, each `scale` times the base node.
+pub fn farm_of(n: usize, scale: u64) -> Farm {
     let pool = |name: &str, kind, size_gib: u64| PoolSpec {
         name: name.into(),
         kind,
@@ -36,10 +41,13 @@ pub fn farm(n: usize) -> Farm {
         zdb: false,
     };
     let node = NodeSpec {
-        cru: 32,
-        mru: Unit::gib(128),
+        cru: scale.saturating_mul(32),
+        mru: Unit::gib(scale.saturating_mul(128)),
         os_used_mru: Unit::ZERO,
-        pools: vec![pool("ssd0", PoolKind::Ssd, 2048), pool("hdd0", PoolKind::Hdd, 8192)],
+        pools: vec![
+            pool("ssd0", PoolKind::Ssd, scale.saturating_mul(2048)),
+            pool("hdd0", PoolKind::Hdd, scale.saturating_mul(8192)),
+        ],
         public_ips: Vec::new(),
         gpus: Vec::new(),
     };

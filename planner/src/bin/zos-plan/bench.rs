@@ -198,7 +198,8 @@ pub fn run(quick: bool) -> anyhow::Result<BenchReport> {
 
     for &(nodes, requests) in placements {
         progress.set_message(format!("placement heuristic {nodes} nodes x {requests} deployments"));
-        let farm = synthetic::farm(nodes);
+        // Nodes twice the base size, so that every deployment has a place (about 13 per node).
+        let farm = synthetic::farm_of(nodes, 2);
         let deployments = synthetic::deployments(requests, 42);
         let options =
             PlacementOptions { objective: Objective::MinNodes, time_limit_secs: 0.0, ..PlacementOptions::default() };
