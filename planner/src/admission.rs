@@ -60,6 +60,12 @@ impl Ledger {
                 .collect();
             return DeploymentVerdict::Invalid { message, workloads };
         }
+        self.admit_deployment_unvalidated(deployment)
+    }
+
+    /// [`Ledger::admit_deployment`] for a deployment the caller has validated already (farm placement
+    /// tries one deployment on many nodes and validates it once).
+    pub(crate) fn admit_deployment_unvalidated(&mut self, deployment: &Deployment) -> DeploymentVerdict {
         let mut verdicts = Vec::with_capacity(deployment.workloads.len());
         let mut admitted: Vec<(WorkloadId, Option<Reservation>)> = Vec::new();
         for idx in install_order(deployment) {

@@ -160,6 +160,12 @@ pub struct PlaceReport {
     pub nodes: Vec<NodeReport>,
 }
 
+/// How many open nodes that surely fit by their totals best fit tries, smallest room first.
+const BEST_FIT_WINDOW: usize = 512;
+
+/// How many open nodes that may (but need not) fit best fit tries before it opens a fresh one.
+const MAYBE_FIT_WINDOW: usize = 512;
+
 struct Instance<'a> {
     farm: &'a Farm,
     requests: &'a [Deployment],
@@ -198,7 +204,7 @@ fn fragmentation(ledger: &Ledger) -> f64 {
 
 /// Admits a whole deployment (the farm ledgers are atomic); true when every workload was admitted.
 fn admit_whole(ledger: &mut Ledger, deployment: &Deployment) -> Result<(), Vec<String>> {
-    match ledger.admit_deployment(deployment) {
+    match ledger.admit_deployment_unvalidated(deployment) {
         DeploymentVerdict::Judged(verdicts) if verdicts.iter().all(|it| it.verdict.is_admit()) => Ok(()),
         DeploymentVerdict::Judged(verdicts) => Err(verdicts
             .iter()
@@ -210,6 +216,32 @@ fn admit_whole(ledger: &mut Ledger, deployment: &Deployment) -> Result<(), Vec<S
             .collect()),
         DeploymentVerdict::Invalid { message, .. } => Err(vec![format!("invalid: {message}")]),
     }
+}
+
+/// `part / whole` per resource (resources the farm does not have are left out).
+fn shares(part: &Capacity, whole: &Capacity) -> impl Iterator<Item = f64> {
+    [
+        (part.cru, whole.cru),
+        (part.mru.bytes(), whole.mru.bytes()),
+        (part.sru.bytes(), whole.sru.bytes()),
+        (part.hru.bytes(), whole.hru.bytes()),
+    ]
+    .into_iter()
+    .filter(|&(_, whole)| whole > 0)
+    .map(|(part, whole)| part as f64 / whole as f64)
+}
+
+fn min_share(free: &Capacity, average: &Capacity) -> f64 {
+    shares(free, average).fold(f64::INFINITY, f64::min)
+}
+
+fn max_share(demand: &Capacity, average: &Capacity) -> f64 {
+    shares(demand, average).fold(0.0, f64::max)
+}
+
+/// A share as an index key (saturating `as`).
+fn scale(share: f64) -> u64 {
+    (share * 1e9) as u64
 }
 
 /// Would the ledger admit the deployment whole? Admits it, then releases it again: exact, and without
@@ -283,6 +315,19 @@ impl<'a> Instance<'a> {
             .max(share(demand.hru.bytes(), total.hru.bytes()))
     }
 
+    /// The farm's average node (totals, CPU after overcommit).
+    fn average_node(&self) -> Capacity {
+        let n = self.base.len().max(1) as u64;
+        let total = self.farm_total;
+        Capacity {
+            cru: total.cru / n,
+            mru: zos_types::Unit(total.mru.bytes() / n),
+            sru: zos_types::Unit(total.sru.bytes() / n),
+            hru: zos_types::Unit(total.hru.bytes() / n),
+            ipv4u: total.ipv4u / n,
+        }
+    }
+
     /// Best fit decreasing (min-nodes, max-placed takes the smallest first), or least loaded first (balance).
     fn heuristic(&self, objective: Objective) -> (Vec<Option<usize>>, Vec<Ledger>) {
         let mut ledgers = self.base.clone();
@@ -294,8 +339,12 @@ impl<'a> Instance<'a> {
             order.reverse();
         }
         let mut assignment = vec![None; self.requests.len()];
-        // Open nodes indexed by free memory (best fit); unopened nodes, largest first.
-        let free_mru = |ledger: &Ledger| ledger.usage().free.mru.bytes();
+        // Open nodes are indexed by their room: min over resources of free / the farm's average node, so
+        // that a node short of any one resource sorts low. A node whose room is at least a deployment's
+        // size (max over resources of demand / average) surely fits it by the totals: best fit is the
+        // smallest such room. Unopened nodes come largest first.
+        let average = self.average_node();
+        let room = |ledger: &Ledger| scale(min_share(&ledger.usage().free, &average));
         let mut open: BTreeSet<(u64, usize)> = BTreeSet::new();
         let mut open_key: Vec<Option<u64>> = vec![None; ledgers.len()];
         let mut unopened: Vec<usize> = (0..ledgers.len()).collect();
@@ -320,19 +369,31 @@ impl<'a> Instance<'a> {
                     found
                 }
                 Objective::MinNodes | Objective::MaxPlaced => {
-                    let in_open = open
-                        .range((demand.mru.bytes(), 0)..)
+                    // The smallest room that surely fits; then, largest first, the open nodes that may fit;
+                    // then a fresh node; then, only when no fresh node is left, every other open node.
+                    let size = scale(max_share(&demand, &average));
+                    let found = open
+                        .range((size, 0)..)
+                        .take(BEST_FIT_WINDOW)
                         .map(|&(_, node)| node)
-                        .find(|&node| try_node(&mut ledgers, node));
-                    let found = in_open.or_else(|| {
-                        let pos = unopened.iter().position(|&node| try_node(&mut ledgers, node))?;
-                        Some(unopened.remove(pos))
-                    });
+                        .find(|&node| try_node(&mut ledgers, node))
+                        .or_else(|| {
+                            open.range(..(size, 0))
+                                .rev()
+                                .take(MAYBE_FIT_WINDOW)
+                                .map(|&(_, node)| node)
+                                .find(|&node| try_node(&mut ledgers, node))
+                        })
+                        .or_else(|| {
+                            let pos = unopened.iter().position(|&node| try_node(&mut ledgers, node))?;
+                            Some(unopened.remove(pos))
+                        })
+                        .or_else(|| open.iter().map(|&(_, node)| node).find(|&node| try_node(&mut ledgers, node)));
                     if let Some(node) = found {
                         if let Some(key) = open_key[node] {
                             open.remove(&(key, node));
                         }
-                        let key = free_mru(&ledgers[node]);
+                        let key = room(&ledgers[node]);
                         open_key[node] = Some(key);
                         open.insert((key, node));
                     }
@@ -452,13 +513,18 @@ impl<'a> Instance<'a> {
     /// The MILP: x[d][n] places deployment d on node n, y[n] marks a used node. Warm-started from `start`.
     fn milp(&self, options: &PlacementOptions, start: &[Option<usize>]) -> Option<(Vec<Option<usize>>, bool)> {
         let objective = options.objective;
+        // Too large for the solver: decide before looking at any pair (the heuristic answer stands).
+        let candidates = self.requests.len().saturating_mul(self.base.len());
+        if options.time_limit_secs <= 0.0 || candidates > options.max_milp_pairs.saturating_mul(8) {
+            return None;
+        }
         let cheap: Vec<(usize, usize)> = (0..self.requests.len())
             .filter_map(|d| self.demands[d].map(|demand| (d, demand)))
             .flat_map(|(d, demand)| {
                 (0..self.base.len()).filter(move |&n| self.base[n].may_fit(&demand)).map(move |n| (d, n))
             })
             .collect();
-        if cheap.is_empty() || cheap.len() > options.max_milp_pairs || options.time_limit_secs <= 0.0 {
+        if cheap.is_empty() || cheap.len() > options.max_milp_pairs {
             return None;
         }
         // Keep the pairs where the deployment fits the node alone, by the node's own ledger (GPUs, pools, addresses).
