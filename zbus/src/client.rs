@@ -2,7 +2,6 @@
 
 use crate::error::ZbusError;
 use crate::wire::{self, ObjectId, Request, Response};
-use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -96,11 +95,10 @@ impl Client {
             method: method.to_string(),
         };
         let bytes = encode(&request)?;
-        let mut push = self.inner.push.clone();
-        let _: i64 = push.rpush(object.queue(module), bytes).await?;
         let started = Instant::now();
         let mut conn = self.waiting_connection().await?;
         let target = format!("{}.{method}", object.queue(module));
+        let mut first = true;
         loop {
             let left = deadline.saturating_sub(started.elapsed());
             if left.is_zero() {
@@ -108,9 +106,16 @@ impl Client {
                 return Err(ZbusError::Deadline { target, timeout: deadline });
             }
             let wait = left.min(Duration::from_secs(1)).as_secs_f64().max(0.01);
+            // The first round trip pushes the request and starts waiting for the reply in one pipeline.
+            let mut pipe = redis::pipe();
+            if first {
+                pipe.rpush(object.queue(module), &bytes).ignore();
+                first = false;
+            }
+            pipe.cmd("BLPOP").arg(&id).arg(wait);
             let popped: Option<(String, Vec<u8>)> =
-                match redis::cmd("BLPOP").arg(&id).arg(wait).query_async(&mut conn).await {
-                    Ok(popped) => popped,
+                match pipe.query_async::<(Option<(String, Vec<u8>)>,)>(&mut conn).await {
+                    Ok((popped,)) => popped,
                     // A broken connection is dropped, not given back.
                     Err(err) => return Err(ZbusError::Transport(err)),
                 };
