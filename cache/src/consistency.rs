@@ -47,6 +47,15 @@ pub enum Drift {
     },
 }
 
+impl Drift {
+    /// A broken invariant of the store itself (half-written deployments, orphan records or jobs,
+    /// sharable names), as opposed to disagreements between the reservations its user keeps and the
+    /// workload states.
+    pub fn is_structural(&self) -> bool {
+        !matches!(self, Drift::OrphanReservation(_) | Drift::MissingReservation(_) | Drift::CapacityMismatch { .. })
+    }
+}
+
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

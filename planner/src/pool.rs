@@ -201,25 +201,22 @@ impl Pools {
 
     /// Records a placement.
     pub fn add(&mut self, idx: usize, disk: DiskDemand) {
-        if let Some(pool) = self.0.get_mut(idx) {
-            pool.used = pool.used.saturating_add(disk.size);
-            pool.placed = pool.placed.saturating_add(1);
-            match disk.role {
-                DiskRole::Vdisk => pool.vdisks = pool.vdisks.saturating_add(1),
-                DiskRole::Zdb => pool.zdbs = pool.zdbs.saturating_add(1),
-                DiskRole::Volume => {}
-            }
-        }
+        self.account(idx, disk, u64::saturating_add);
     }
 
     /// Undoes a placement.
     pub fn remove(&mut self, idx: usize, disk: DiskDemand) {
+        self.account(idx, disk, u64::saturating_sub);
+    }
+
+    /// Applies `op` (saturating add or sub) to the pool's usage and to its counters for the disk's role.
+    fn account(&mut self, idx: usize, disk: DiskDemand, op: fn(u64, u64) -> u64) {
         if let Some(pool) = self.0.get_mut(idx) {
-            pool.used = pool.used.saturating_sub(disk.size);
-            pool.placed = pool.placed.saturating_sub(1);
+            pool.used = Unit(op(pool.used.0, disk.size.0));
+            pool.placed = op(pool.placed, 1);
             match disk.role {
-                DiskRole::Vdisk => pool.vdisks = pool.vdisks.saturating_sub(1),
-                DiskRole::Zdb => pool.zdbs = pool.zdbs.saturating_sub(1),
+                DiskRole::Vdisk => pool.vdisks = op(pool.vdisks, 1),
+                DiskRole::Zdb => pool.zdbs = op(pool.zdbs, 1),
                 DiskRole::Volume => {}
             }
         }
