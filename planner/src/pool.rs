@@ -150,16 +150,20 @@ impl Pools {
     /// zdb: a disk that already runs a zdb container and has room (the one with most room left,
     /// where ZOS takes the first in random map order); else a fresh HDD, mounted ones first.
     fn place_zdb(&self, size: Unit) -> Option<usize> {
-        let hdds = || (0..self.0.len()).filter(|&idx| self.0[idx].kind == PoolKind::Hdd);
-        let shared = hdds()
-            .filter(|&idx| self.0[idx].has_zdb() && self.0[idx].fits(size))
+        let shared = (0..self.0.len())
+            .filter(|&idx| self.0[idx].kind == PoolKind::Hdd && self.0[idx].has_zdb() && self.0[idx].fits(size))
             .max_by_key(|&idx| (self.0[idx].free(), Reverse(idx)));
-        shared.or_else(|| {
-            let mut fresh: Vec<usize> =
-                hdds().filter(|&idx| !self.0[idx].has_zdb() && self.0[idx].fits(size)).collect();
-            fresh.sort_by_key(|&idx| !self.0[idx].mounted());
-            fresh.first().copied()
-        })
+        shared.or_else(|| self.fresh_zdb_device(size))
+    }
+
+    /// storaged's `DeviceAllocate`: the first HDD pool (mounted ones first) that has no zdb container yet
+    /// and can take `size`: one zdb container per disk.
+    pub fn fresh_zdb_device(&self, size: Unit) -> Option<usize> {
+        let mut fresh: Vec<usize> = (0..self.0.len())
+            .filter(|&idx| self.0[idx].kind == PoolKind::Hdd && !self.0[idx].has_zdb() && self.0[idx].fits(size))
+            .collect();
+        fresh.sort_by_key(|&idx| !self.0[idx].mounted());
+        fresh.first().copied()
     }
 
     /// The shortfall for a disk that fits nowhere, with the picture of every pool of its kind.

@@ -1,0 +1,99 @@
+//! `storaged --config FILE`: prepares the pools, mounts the cache volume, serves `storage@0.0.1` on
+//! zbus, and resizes the cache volume every few minutes.
+//!
+//! Exit codes: 0 stopped by SIGTERM or SIGINT; 2 the configuration could not be read or parsed;
+//! 3 the storage could not be prepared; 4 the bus failed.
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use zos_storaged::interface::StorageServer;
+use zos_storaged::{Config, Storage};
+use zos_zbus::Server;
+
+#[derive(Parser)]
+#[command(name = "storaged", version, about = "ZOS storage daemon: pools, volumes, vdisks, zdb devices")]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, default_value = "/etc/zos/storaged.toml")]
+    config: PathBuf,
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Config::parse(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let args = Args::parse();
+    let config = match load(&args.config) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let storage = match tokio::task::block_in_place(|| Storage::start(config)) {
+        Ok(storage) => Arc::new(storage),
+        Err(err) => {
+            tracing::error!("cannot prepare the storage: {err}");
+            return ExitCode::from(3);
+        }
+    };
+    for broken in storage.broken_devices() {
+        tracing::warn!(device = broken.path, "device not used: {}", broken.err);
+    }
+    match tokio::task::block_in_place(|| storage.ensure_cache()) {
+        Ok(volume) => {
+            tracing::info!(path = volume.path, "cache volume mounted at {}", storage.config().cache_path.display())
+        }
+        Err(err) => tracing::error!(
+            "CACHE VOLUME UNAVAILABLE: {err}; a {} tmpfs stands in at {}: node state will not survive a reboot",
+            zos_storaged::storage::TMPFS_CACHE,
+            storage.config().cache_path.display()
+        ),
+    }
+    let resizer = {
+        let storage = storage.clone();
+        let period = Duration::from_secs(storage.config().cache_check_secs.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                match tokio::task::block_in_place(|| storage.resize_cache()) {
+                    Ok(Some(size)) => tracing::info!(size, "cache volume resized"),
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!("cache volume resize failed: {err}"),
+                }
+            }
+        })
+    };
+    let mut server = Server::new("storage", storage.config().redis.clone(), storage.config().workers);
+    server.register(StorageServer(storage.clone()));
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    };
+    let served = server.run(shutdown).await;
+    resizer.abort();
+    match served {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!("bus failure: {err}");
+            ExitCode::from(4)
+        }
+    }
+}

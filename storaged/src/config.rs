@@ -1,0 +1,62 @@
+//! `storaged.toml`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use zos_types::scenario::PoolKind;
+
+fn slash() -> PathBuf {
+    PathBuf::from("/")
+}
+fn mnt() -> PathBuf {
+    PathBuf::from("/mnt")
+}
+fn cache() -> PathBuf {
+    PathBuf::from("/var/cache")
+}
+fn redis() -> String {
+    "unix:///var/run/redis.sock".into()
+}
+fn workers() -> usize {
+    1
+}
+fn period() -> u64 {
+    300
+}
+
+/// The daemon's configuration. Unknown keys are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Root of `/sys` for discovery (`/` on a node).
+    #[serde(default = "slash")]
+    pub root: PathBuf,
+    /// Use exactly these devices instead of discovering them (loop devices in tests, a chosen set on a node).
+    #[serde(default)]
+    pub devices: Vec<PathBuf>,
+    /// Where pools are mounted, one directory per pool label.
+    #[serde(default = "mnt")]
+    pub mount_root: PathBuf,
+    /// Where the `zos-cache` volume is mounted.
+    #[serde(default = "cache")]
+    pub cache_path: PathBuf,
+    /// The zbus Redis.
+    #[serde(default = "redis")]
+    pub redis: String,
+    /// zbus workers.
+    #[serde(default = "workers")]
+    pub workers: usize,
+    /// How often the cache volume is resized, in seconds.
+    #[serde(default = "period")]
+    pub cache_check_secs: u64,
+    /// Operator overrides of disk kinds, by device name or path: `vdb = "hdd"`.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, PoolKind>,
+}
+
+impl Config {
+    /// Parses the TOML text.
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+}

@@ -1,0 +1,219 @@
+//! storaged against real disks: sparse files on loop devices (two SSDs and an HDD by override, and a
+//! disk holding ext4 data that must be left alone), the daemon binary over a real Redis.
+//! Needs root (loop devices, mounts); CI runs as root, elsewhere the test says why it is skipped.
+//! Every loop device and mount is cleaned up, even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use zos_storaged::interface::StorageClient;
+use zos_zbus::Client;
+use zos_zbus::local_redis::LocalRedis;
+
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|err| panic!("{program}: {err}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Loop devices and mounts under one directory, all released on drop.
+struct Rig {
+    dir: tempfile::TempDir,
+    loops: Vec<String>,
+    daemon: Option<Child>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig { dir: tempfile::tempdir().expect("tempdir"), loops: Vec::new(), daemon: None }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn loop_device(&mut self, name: &str, size: u64) -> String {
+        let file = self.path(name);
+        std::fs::File::create(&file).expect("image").set_len(size).expect("sparse size");
+        let device = sh("losetup", &["-f", "--show", file.to_str().expect("path")]);
+        self.loops.push(device.clone());
+        device
+    }
+
+    fn mounts_under(&self) -> Vec<String> {
+        let root = std::fs::canonicalize(self.dir.path()).expect("dir");
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<String> = info
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|target| Path::new(target).starts_with(&root))
+            .map(str::to_string)
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        mounts
+    }
+
+    fn stop_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop_daemon();
+        for mount in self.mounts_under() {
+            let _ = Command::new("umount").args(["-l", &mount]).status();
+        }
+        for device in &self.loops {
+            let _ = Command::new("losetup").args(["-d", device]).status();
+        }
+    }
+}
+
+fn start_daemon(rig: &mut Rig, config: &Path) {
+    let child = Command::new(env!("CARGO_BIN_EXE_storaged"))
+        .args(["--config", config.to_str().expect("path")])
+        .stderr(std::fs::File::create(rig.path("storaged.log")).expect("log"))
+        .spawn()
+        .expect("start storaged");
+    rig.daemon = Some(child);
+}
+
+async fn ready(storage: &StorageClient) {
+    let started = Instant::now();
+    while storage.metrics().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "storaged did not come up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storaged_on_loop_devices() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED storaged_on_loop_devices: needs root for loop devices and mounts (CI runs as root)");
+        return;
+    }
+    let mut rig = Rig::new();
+    let ssd_a = rig.loop_device("ssd-a.img", 8 * GIB);
+    let ssd_b = rig.loop_device("ssd-b.img", 12 * GIB);
+    let hdd = rig.loop_device("hdd.img", 16 * GIB);
+    let foreign = rig.loop_device("foreign.img", 256 * MIB);
+    sh("mkfs.ext4", &["-q", "-L", "userdata", &foreign]);
+    let redis = LocalRedis::start(rig.dir.path()).unwrap_or_else(|err| panic!("{err}"));
+    let name = |device: &str| device.trim_start_matches("/dev/").to_string();
+    let config = format!(
+        "devices = [\"{ssd_a}\", \"{ssd_b}\", \"{hdd}\", \"{foreign}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{}\"\nworkers = 2\n\n[overrides]\n{} = \"ssd\"\n{} = \"ssd\"\n{} = \"hdd\"\n",
+        rig.path("mnt").display(),
+        rig.path("cache").display(),
+        redis.url(),
+        name(&ssd_a),
+        name(&ssd_b),
+        name(&hdd),
+    );
+    let config_path = rig.path("storaged.toml");
+    std::fs::write(&config_path, config).expect("config");
+    start_daemon(&mut rig, &config_path);
+    let client = Client::with_deadline(&redis.url(), Duration::from_secs(60)).await.expect("client");
+    let storage = StorageClient::new(client, "storage");
+    ready(&storage).await;
+
+    // Never destroy data: the ext4 disk is reported and untouched.
+    let broken = storage.broken_devices().await.expect("broken devices");
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(
+        broken[0].path == foreign && broken[0].err.contains("foreign") && broken[0].err.contains("ext4"),
+        "{broken:?}"
+    );
+    assert_eq!(sh("blkid", &["-o", "value", "-s", "LABEL", &foreign]), "userdata");
+
+    // Totals per kind, and the cache volume mounted at the cache path.
+    assert_eq!(storage.total("ssd".into()).await.expect("total"), 20 * GIB);
+    assert_eq!(storage.total("hdd".into()).await.expect("total"), 16 * GIB);
+    let cache = storage.cache().await.expect("cache volume");
+    assert_eq!(cache.usage.size, 5 * GIB);
+    assert!(zos_storaged::btrfs::is_mountpoint(&rig.path("cache")));
+    let metrics = storage.metrics().await.expect("metrics");
+    let pool_of =
+        |path: &str| metrics.iter().find(|m| path.contains(&m.name)).map(|m| (m.name.clone(), m.size)).expect("pool");
+    assert_eq!(pool_of(&cache.path).1, 12 * GIB, "the cache goes to the SSD with most room");
+
+    // Volumes: placement (most free after allocation), idempotent create, quotas that limit writes.
+    let volume = storage.volume_create("1-1-vol".into(), 64 * MIB).await.expect("volume");
+    assert_eq!(pool_of(&volume.path).1, 8 * GIB, "8 GiB free beats 12 - 5 = 7 GiB");
+    assert_eq!(volume.usage.size, 64 * MIB);
+    assert_eq!(storage.volume_create("1-1-vol".into(), GIB).await.expect("again"), volume, "create is idempotent");
+    assert!(storage.volume_exists("1-1-vol".into()).await.expect("exists"));
+    let write = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}/fill", volume.path), "bs=1M", "count=128", "conv=fsync"])
+        .output()
+        .expect("dd");
+    assert!(!write.status.success(), "the quota stops a 128 MiB write into a 64 MiB volume");
+    storage.volume_update("1-1-vol".into(), 256 * MIB).await.expect("grow the quota");
+    assert_eq!(storage.volume_lookup("1-1-vol".into()).await.expect("lookup").usage.size, 256 * MIB);
+
+    // A full pool: not_enough_space, naming the kind.
+    let err = storage.volume_create("huge".into(), 100 * GIB).await.expect_err("too big");
+    assert_eq!(err.code(), Some("not_enough_space"));
+    assert_eq!(err.to_string(), "not enough space left in pools of this type ssd");
+
+    // Names are validated.
+    for bad in ["../etc", "a/b", ".."] {
+        let err = storage.volume_create(bad.into(), MIB).await.expect_err("bad name");
+        assert_eq!(err.code(), Some("invalid"), "{bad}");
+    }
+
+    // vdisks: create, resize, write an image, format, delete.
+    let disk = storage.disk_create("1-1-disk".into(), 256 * MIB).await.expect("vdisk");
+    assert_eq!(disk.size as u64, 256 * MIB);
+    assert!(disk.path.contains("/vdisks/"));
+    assert!(sh("lsattr", &[&disk.path]).contains('C'), "vdisks are NOCOW");
+    assert_eq!(storage.disk_create("1-1-disk".into(), MIB).await.expect_err("exists").code(), Some("exists"));
+    assert_eq!(storage.disk_resize("1-1-disk".into(), 512 * MIB).await.expect("grow").size as u64, 512 * MIB);
+    assert_eq!(storage.disk_resize("1-1-disk".into(), MIB).await.expect_err("shrink").code(), Some("invalid"));
+    let image = rig.path("image.raw");
+    std::fs::write(&image, vec![0x5a; 4 * MIB as usize]).expect("image");
+    storage.disk_write("1-1-disk".into(), image.display().to_string()).await.expect("write image");
+    let head = std::fs::read(&disk.path).expect("read vdisk");
+    assert!(head[..4096].iter().all(|&b| b == 0x5a));
+    let blank = storage.disk_create("1-1-blank".into(), 256 * MIB).await.expect("vdisk");
+    storage.disk_format("1-1-blank".into()).await.expect("format");
+    assert_eq!(sh("blkid", &["-o", "value", "-s", "TYPE", &blank.path]), "btrfs");
+    assert_eq!(storage.disk_list().await.expect("list").len(), 2);
+    storage.disk_delete("1-1-blank".into()).await.expect("delete");
+    storage.disk_delete("1-1-blank".into()).await.expect("delete is idempotent");
+    assert!(!storage.disk_exists("1-1-blank".into()).await.expect("exists"));
+
+    // zdb: one container per HDD.
+    let device = storage.device_allocate(GIB).await.expect("zdb device");
+    assert_eq!(pool_of(&device.path).1, 16 * GIB);
+    assert_eq!(storage.devices().await.expect("devices").len(), 1);
+    let err = storage.device_allocate(GIB).await.expect_err("no second HDD");
+    assert_eq!(err.code(), Some("not_enough_space"));
+
+    // A restart finds its pools, volumes and disks again.
+    rig.stop_daemon();
+    start_daemon(&mut rig, &config_path);
+    ready(&storage).await;
+    assert_eq!(storage.total("ssd".into()).await.expect("total"), 20 * GIB);
+    assert_eq!(storage.volume_lookup("1-1-vol".into()).await.expect("volume survives").usage.size, 256 * MIB);
+    assert!(storage.disk_exists("1-1-disk".into()).await.expect("disk survives"));
+    assert_eq!(storage.device_lookup(device.id.clone()).await.expect("device survives").path, device.path);
+    let metrics = storage.metrics().await.expect("metrics");
+    assert_eq!(metrics.len(), 3, "same three pools, no new ones");
+    storage.volume_delete("1-1-vol".into()).await.expect("delete");
+    assert!(!storage.volume_exists("1-1-vol".into()).await.expect("exists"));
+}
