@@ -93,3 +93,25 @@ fn admit_deployment_of_5(bencher: Bencher, n: usize) {
         }
     });
 }
+
+/// storaged's placement decision (the planner's `Pools::place`) with 1, 8 and 64 pools.
+#[divan::bench(args = [1, 8, 64], sample_count = 200)]
+fn pool_placement(bencher: Bencher, pools: usize) {
+    use zos_planner::{DiskDemand, DiskRole, Pools};
+    use zos_types::Unit;
+    use zos_types::scenario::{PoolKind, PoolSpec};
+    let specs: Vec<PoolSpec> = (0..pools)
+        .map(|i| PoolSpec {
+            name: format!("p{i}"),
+            kind: PoolKind::Ssd,
+            size: Unit::gib(2048),
+            used: Unit::gib((i as u64 * 37) % 2000),
+            mounted: i % 3 != 0,
+            vdisks: i % 2 == 0,
+            zdb: false,
+        })
+        .collect();
+    let pools = Pools::new(&specs);
+    let disk = DiskDemand { role: DiskRole::Vdisk, size: Unit::gib(40) };
+    bencher.bench_local(|| black_box(pools.place(black_box(disk), None)));
+}

@@ -23,6 +23,9 @@ fn workers() -> usize {
 fn period() -> u64 {
     300
 }
+fn rescan() -> u64 {
+    60
+}
 
 /// The daemon's configuration. Unknown keys are refused.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +52,12 @@ pub struct Config {
     /// How often the cache volume is resized, in seconds.
     #[serde(default = "period")]
     pub cache_check_secs: u64,
+    /// Classify disks without an override by a seek-time probe instead of the rotational flag.
+    #[serde(default)]
+    pub seektime_probe: bool,
+    /// How often the disks are rescanned (a disk that appeared or vanished), in seconds.
+    #[serde(default = "rescan")]
+    pub rescan_secs: u64,
     /// Operator overrides of disk kinds, by device name or path: `vdb = "hdd"`.
     #[serde(default)]
     pub overrides: BTreeMap<String, PoolKind>,
@@ -58,5 +67,22 @@ impl Config {
     /// Parses the TOML text.
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_parses_with_the_defaults() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../etc/zos/storaged.toml")).expect("example");
+        let config = Config::parse(&text).expect("parses");
+        assert_eq!(config.cache_path, PathBuf::from("/var/cache"));
+        assert_eq!(config.redis, "unix:///var/run/redis.sock");
+        assert_eq!(config.rescan_secs, 60);
+        assert!(Config::parse("cache_pth = \"/x\"").is_err(), "unknown keys are refused");
+        assert_eq!(Config::parse("[overrides]\nvdb = \"hdd\"").expect("override").overrides["vdb"], PoolKind::Hdd);
     }
 }

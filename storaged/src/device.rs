@@ -89,6 +89,41 @@ pub fn discover(root: &Path) -> (Vec<Disk>, Vec<(String, String)>) {
     (disks, skipped)
 }
 
+/// Random reads slower than this on average mean a spinning disk.
+pub const HDD_SEEK_THRESHOLD: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The seek-time probe (ZOS measures seek time rather than trusting the rotational flag, which
+/// hypervisors get wrong): 16 direct 4 KiB reads at random offsets; `None` when the device cannot be read.
+pub fn seek_probe(device: &Path, size: Unit) -> Option<zos_types::scenario::PoolKind> {
+    let blocks = size.0 / 4096;
+    if blocks == 0 {
+        return None;
+    }
+    let mut offset: u64 = 0x9e37_79b9_7f4a_7c15;
+    let started = std::time::Instant::now();
+    for _ in 0..16 {
+        offset = offset.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let block = (offset >> 11) % blocks;
+        let status = std::process::Command::new("dd")
+            .arg(format!("if={}", device.display()))
+            .args(["of=/dev/null", "bs=4096", "count=1", "iflag=direct"])
+            .arg(format!("skip={block}"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+    }
+    let average = started.elapsed() / 16;
+    // Each read also pays a process start (about 1 ms); a seek on a spinning disk costs 5 to 10 ms more.
+    Some(if average > HDD_SEEK_THRESHOLD.saturating_add(std::time::Duration::from_millis(2)) {
+        zos_types::scenario::PoolKind::Hdd
+    } else {
+        zos_types::scenario::PoolKind::Ssd
+    })
+}
+
 /// What a device already carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Signature {

@@ -190,6 +190,17 @@ impl Storage {
         }
         pools.sort_by(|a, b| a.name.cmp(&b.name));
         let mut state = self.lock();
+        for gone in state.pools.iter().filter(|old| !pools.iter().any(|pool| pool.name == old.name)) {
+            tracing::warn!(pool = gone.name, device = %gone.device.display(), "pool vanished");
+            let _ = btrfs::umount(&gone.mountpoint);
+            broken_pools.push(BrokenPool {
+                label: gone.name.clone(),
+                err: format!("device {} vanished", gone.device.display()),
+            });
+        }
+        for new in pools.iter().filter(|pool| !state.pools.iter().any(|old| old.name == pool.name)) {
+            tracing::info!(pool = new.name, kind = kind_name(new.kind), size = new.size.0, "pool ready");
+        }
         *state = State { pools, broken_pools, broken_devices };
         Ok(())
     }

@@ -115,14 +115,18 @@ async fn storaged_on_loop_devices() {
     sh("mkfs.ext4", &["-q", "-L", "userdata", &foreign]);
     let redis = LocalRedis::start(rig.dir.path()).unwrap_or_else(|err| panic!("{err}"));
     let name = |device: &str| device.trim_start_matches("/dev/").to_string();
+    // A fourth disk, named by a link that points nowhere yet: it "appears" later in the test.
+    let late = rig.path("late-disk");
     let config = format!(
-        "devices = [\"{ssd_a}\", \"{ssd_b}\", \"{hdd}\", \"{foreign}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{}\"\nworkers = 2\n\n[overrides]\n{} = \"ssd\"\n{} = \"ssd\"\n{} = \"hdd\"\n",
+        "devices = [\"{ssd_a}\", \"{ssd_b}\", \"{hdd}\", \"{foreign}\", \"{}\"]\nrescan_secs = 1\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{}\"\nworkers = 2\n\n[overrides]\n{} = \"ssd\"\n{} = \"ssd\"\n{} = \"hdd\"\n\"{}\" = \"hdd\"\n",
+        late.display(),
         rig.path("mnt").display(),
         rig.path("cache").display(),
         redis.url(),
         name(&ssd_a),
         name(&ssd_b),
         name(&hdd),
+        late.display(),
     );
     let config_path = rig.path("storaged.toml");
     std::fs::write(&config_path, config).expect("config");
@@ -216,4 +220,21 @@ async fn storaged_on_loop_devices() {
     assert_eq!(metrics.len(), 3, "same three pools, no new ones");
     storage.volume_delete("1-1-vol".into()).await.expect("delete");
     assert!(!storage.volume_exists("1-1-vol".into()).await.expect("exists"));
+
+    // A disk that appears is picked up by the rescan (ZOS computes totals once at boot).
+    let extra = rig.loop_device("late.img", 4 * GIB);
+    std::os::unix::fs::symlink(&extra, &late).expect("link");
+    let started = Instant::now();
+    while storage.total("hdd".into()).await.expect("total") != 20 * GIB {
+        assert!(started.elapsed() < Duration::from_secs(30), "the new disk never showed up in the totals");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // And one that vanishes leaves the totals and is reported.
+    std::fs::remove_file(&late).expect("unlink");
+    let started = Instant::now();
+    while storage.total("hdd".into()).await.expect("total") != 16 * GIB {
+        assert!(started.elapsed() < Duration::from_secs(30), "the vanished disk stayed in the totals");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(storage.broken_pools().await.expect("broken").iter().any(|b| b.err.contains("vanished")));
 }

@@ -72,6 +72,18 @@ async fn main() -> ExitCode {
             }
         })
     };
+    let rescanner = {
+        let storage = storage.clone();
+        let period = Duration::from_secs(storage.config().rescan_secs.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(err) = tokio::task::block_in_place(|| storage.rescan()) {
+                    tracing::warn!("rescan failed: {err}");
+                }
+            }
+        })
+    };
     let mut server = Server::new("storage", storage.config().redis.clone(), storage.config().workers);
     server.register(StorageServer(storage.clone()));
     let shutdown = async {
@@ -86,6 +98,7 @@ async fn main() -> ExitCode {
     };
     let served = server.run(shutdown).await;
     resizer.abort();
+    rescanner.abort();
     match served {
         Ok(()) => {
             tracing::info!("stopped");
