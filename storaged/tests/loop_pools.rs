@@ -238,3 +238,31 @@ async fn storaged_on_loop_devices() {
     }
     assert!(storage.broken_pools().await.expect("broken").iter().any(|b| b.err.contains("vanished")));
 }
+
+#[test]
+fn without_an_ssd_the_cache_falls_back_to_tmpfs() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED without_an_ssd_the_cache_falls_back_to_tmpfs: needs root for loop devices and mounts (CI runs as root)"
+        );
+        return;
+    }
+    let mut rig = Rig::new();
+    let hdd = rig.loop_device("hdd.img", 4 * GIB);
+    let cache = rig.path("cache");
+    let config = zos_storaged::Config::parse(&format!(
+        "devices = [\"{hdd}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\n[overrides]\n\"{hdd}\" = \"hdd\"\n",
+        rig.path("mnt").display(),
+        cache.display()
+    ))
+    .expect("config");
+    let storage = zos_storaged::Storage::start(config).expect("start");
+    let err = storage.ensure_cache().expect_err("no SSD pool for the cache volume");
+    assert_eq!(err.to_string(), "not enough space left in pools of this type ssd");
+    let fs_type = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .find(|line| line.split(' ').nth(4) == Some(&*std::fs::canonicalize(&cache).expect("cache").to_string_lossy()))
+        .and_then(|line| line.split(" - ").nth(1).and_then(|rest| rest.split(' ').next()).map(str::to_string));
+    assert_eq!(fs_type.as_deref(), Some("tmpfs"), "a tmpfs stands in at the cache path");
+}

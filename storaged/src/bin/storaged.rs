@@ -1,5 +1,6 @@
 //! `storaged --config FILE`: prepares the pools, mounts the cache volume, serves `storage@0.0.1` on
-//! zbus, and resizes the cache volume every few minutes.
+//! zbus, publishes the pools' numbers on the `Monitor` stream every 5 s, rescans the disks and resizes
+//! the cache volume periodically.
 //!
 //! Exit codes: 0 stopped by SIGTERM or SIGINT; 2 the configuration could not be read or parsed;
 //! 3 the storage could not be prepared; 4 the bus failed.
@@ -84,6 +85,35 @@ async fn main() -> ExitCode {
             }
         })
     };
+    // The Monitor stream: every pool's numbers every 5 seconds (ZOS `Monitor`), never blocking on subscribers.
+    let monitor = match zos_zbus::Client::connect(&storage.config().redis).await {
+        Ok(client) => {
+            let storage = storage.clone();
+            let publisher = zos_zbus::Publisher::new(
+                client,
+                "storage",
+                &zos_storaged::interface::StorageClient::object(),
+                "Monitor",
+            );
+            Some(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    match tokio::task::block_in_place(|| storage.metrics()) {
+                        Ok(metrics) => {
+                            if let Err(err) = publisher.publish(&metrics).await {
+                                tracing::debug!("monitor publish failed: {err}");
+                            }
+                        }
+                        Err(err) => tracing::warn!("pool metrics failed: {err}"),
+                    }
+                }
+            }))
+        }
+        Err(err) => {
+            tracing::warn!("no Monitor stream yet (redis: {err}); the server will keep retrying");
+            None
+        }
+    };
     let mut server = Server::new("storage", storage.config().redis.clone(), storage.config().workers);
     server.register(StorageServer(storage.clone()));
     let shutdown = async {
@@ -99,6 +129,9 @@ async fn main() -> ExitCode {
     let served = server.run(shutdown).await;
     resizer.abort();
     rescanner.abort();
+    if let Some(monitor) = monitor {
+        monitor.abort();
+    }
     match served {
         Ok(()) => {
             tracing::info!("stopped");
