@@ -5,6 +5,15 @@ use crate::storage::Storage;
 use zos_types::scenario::PoolKind;
 use zos_zbus::{RemoteError, code};
 
+/// `Ok(false)` for a lookup that found nothing, the error for any other failure.
+fn exists<T>(lookup: Result<T, RemoteError>) -> Result<bool, RemoteError> {
+    match lookup {
+        Ok(_) => Ok(true),
+        Err(err) if err.code == code::NOT_FOUND => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
 fn blocking<T>(f: impl FnOnce() -> Result<T, crate::StorageError>) -> Result<T, RemoteError> {
     tokio::task::block_in_place(f).map_err(RemoteError::from)
 }
@@ -36,11 +45,7 @@ impl StorageModule for Storage {
         blocking(|| Storage::volume_lookup(self, &name))
     }
     async fn volume_exists(&self, name: String) -> Result<bool, RemoteError> {
-        match blocking(|| Storage::volume_lookup(self, &name)) {
-            Ok(_) => Ok(true),
-            Err(err) if err.code == code::NOT_FOUND => Ok(false),
-            Err(err) => Err(err),
-        }
+        exists(blocking(|| Storage::volume_lookup(self, &name)))
     }
     async fn volume_delete(&self, name: String) -> Result<(), RemoteError> {
         blocking(|| Storage::volume_delete(self, &name))
@@ -64,11 +69,7 @@ impl StorageModule for Storage {
         blocking(|| Storage::disk_lookup(self, &name))
     }
     async fn disk_exists(&self, name: String) -> Result<bool, RemoteError> {
-        match blocking(|| Storage::disk_lookup(self, &name)) {
-            Ok(_) => Ok(true),
-            Err(err) if err.code == code::NOT_FOUND => Ok(false),
-            Err(err) => Err(err),
-        }
+        exists(blocking(|| Storage::disk_lookup(self, &name)))
     }
     async fn disk_delete(&self, name: String) -> Result<(), RemoteError> {
         blocking(|| Storage::disk_delete(self, &name))

@@ -28,6 +28,17 @@ fn load(path: &PathBuf) -> anyhow::Result<Config> {
     Config::parse(&text).with_context(|| format!("{}: invalid configuration", path.display()))
 }
 
+/// Runs the blocking `job` every `secs` seconds (at least one) until the task is aborted.
+fn every(storage: Arc<Storage>, secs: u64, job: fn(&Storage)) -> tokio::task::JoinHandle<()> {
+    let period = Duration::from_secs(secs.max(1));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            tokio::task::block_in_place(|| job(&storage));
+        }
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
@@ -59,32 +70,16 @@ async fn main() -> ExitCode {
             storage.config().cache_path.display()
         ),
     }
-    let resizer = {
-        let storage = storage.clone();
-        let period = Duration::from_secs(storage.config().cache_check_secs.max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                match tokio::task::block_in_place(|| storage.resize_cache()) {
-                    Ok(Some(size)) => tracing::info!(size, "cache volume resized"),
-                    Ok(None) => {}
-                    Err(err) => tracing::warn!("cache volume resize failed: {err}"),
-                }
-            }
-        })
-    };
-    let rescanner = {
-        let storage = storage.clone();
-        let period = Duration::from_secs(storage.config().rescan_secs.max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                if let Err(err) = tokio::task::block_in_place(|| storage.rescan()) {
-                    tracing::warn!("rescan failed: {err}");
-                }
-            }
-        })
-    };
+    let resizer = every(storage.clone(), storage.config().cache_check_secs, |storage| match storage.resize_cache() {
+        Ok(Some(size)) => tracing::info!(size, "cache volume resized"),
+        Ok(None) => {}
+        Err(err) => tracing::warn!("cache volume resize failed: {err}"),
+    });
+    let rescanner = every(storage.clone(), storage.config().rescan_secs, |storage| {
+        if let Err(err) = storage.rescan() {
+            tracing::warn!("rescan failed: {err}");
+        }
+    });
     // The Monitor stream: every pool's numbers every 5 seconds (ZOS `Monitor`), never blocking on subscribers.
     let monitor = match zos_zbus::Client::connect(&storage.config().redis).await {
         Ok(client) => {
