@@ -639,7 +639,7 @@ impl<'a> Instance<'a> {
 }
 
 #[cfg(feature = "highs")]
-fn solver() -> good_lp::solvers::highs::HighsSolver {
+fn solver() -> impl good_lp::Solver<Model = good_lp::solvers::highs::HighsProblem> {
     good_lp::highs
 }
 
