@@ -239,13 +239,13 @@ impl Networker {
         ip(&["-n", ns, "link", "set", "public", "up"])?;
         ip(&["-n", ns, "route", "replace", "default", "via", &NAT_GATEWAY.to_string()])?;
         let wireguard = if link_exists(Some(ns), &names.wireguard) {
-            "configured".to_string()
+            self.configure_wireguard(ns, &names.wireguard, port, &spec.wireguard_private_key)
         } else {
             match ip(&["-n", ns, "link", "add", &names.wireguard, "type", "wireguard"]) {
                 Ok(_) => {
                     ip(&["-n", ns, "addr", "add", &address::wireguard_ip(&subnet), "dev", &names.wireguard])?;
                     ip(&["-n", ns, "link", "set", &names.wireguard, "up"])?;
-                    "configured".to_string()
+                    self.configure_wireguard(ns, &names.wireguard, port, &spec.wireguard_private_key)
                 }
                 Err(err) => {
                     tracing::warn!(netid, "no WireGuard for this network: {err}");
@@ -267,6 +267,26 @@ impl Networker {
             wireguard,
             port,
         })
+    }
+
+    /// Sets the listen port and private key with `wg` (wireguard-tools), when it is installed.
+    fn configure_wireguard(&self, ns: &str, iface: &str, port: u16, private_key: &str) -> String {
+        let key_file = self.config.state_dir.join(format!("{iface}.key"));
+        if std::fs::write(&key_file, private_key).is_err() {
+            return "configured without keys: cannot write the key file".into();
+        }
+        let port = port.to_string();
+        let key = key_file.to_string_lossy().into_owned();
+        let set = Command::new("ip")
+            .args(["netns", "exec", ns, "wg", "set", iface, "listen-port", &port, "private-key", &key])
+            .output();
+        match set {
+            Ok(out) if out.status.success() => "configured".into(),
+            Ok(out) => {
+                format!("configured without keys: wg set failed: {}", String::from_utf8_lossy(&out.stderr).trim())
+            }
+            Err(err) => format!("configured without keys: wireguard-tools missing ({err})"),
+        }
     }
 
     /// Deletes what `create_nr` created for twin's network `name`, and nothing else. Idempotent.
