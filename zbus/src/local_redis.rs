@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct LocalRedis {
     dir: PathBuf,
+    port: u16,
     child: Option<Child>,
 }
 
@@ -26,7 +27,12 @@ pub enum LocalRedisError {
 impl LocalRedis {
     /// Starts a server whose socket is `<dir>/redis.sock`.
     pub fn start(dir: impl AsRef<Path>) -> Result<LocalRedis, LocalRedisError> {
-        let mut redis = LocalRedis { dir: dir.as_ref().to_path_buf(), child: None };
+        LocalRedis::start_with_port(dir, 0)
+    }
+
+    /// Starts a server that also listens on TCP `127.0.0.1:<port>` (0: no TCP).
+    pub fn start_with_port(dir: impl AsRef<Path>, port: u16) -> Result<LocalRedis, LocalRedisError> {
+        let mut redis = LocalRedis { dir: dir.as_ref().to_path_buf(), port, child: None };
         redis.spawn()?;
         Ok(redis)
     }
@@ -45,7 +51,20 @@ impl LocalRedis {
         let socket = self.socket();
         let _ = std::fs::remove_file(&socket);
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .arg("--port")
+            .arg(self.port.to_string())
             .arg("--unixsocket")
             .arg(&socket)
             .arg("--dir")

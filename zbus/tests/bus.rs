@@ -225,9 +225,28 @@ async fn streams_deliver_in_order_and_count_what_a_slow_subscriber_drops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_by_tcp_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let _redis = LocalRedis::start_with_port(dir.path(), port).unwrap_or_else(|err| panic!("{err}"));
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = Server::new(MODULE, url.clone(), 2);
+    server.register(CalculatorServer(Arc::new(Calc)));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let calc = CalculatorClient::new(Client::connect(&url).await.expect("client"), MODULE);
+    assert_eq!(calc.add(1, 41).await.expect("over tcp"), 42);
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_fails_calls_in_flight_then_recovers() {
     let (mut bus, client) = bus(Duration::from_secs(2)).await;
-    let calc = CalculatorClient::new(client, MODULE);
+    let object = ObjectId::new("statistics", "0.0.1");
+    let mut events: Subscription<u64> = Subscription::new(&client, MODULE, &object, "Events", 16).await.expect("sub");
+    let calc = CalculatorClient::new(client.clone(), MODULE);
     assert_eq!(calc.add(1, 2).await.expect("before"), 3);
     let in_flight = tokio::spawn({
         let calc = calc.clone();
@@ -251,4 +270,15 @@ async fn redis_restart_fails_calls_in_flight_then_recovers() {
     };
     assert_eq!(recovered, 4);
     assert!(bus.stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    // The subscription re-subscribed by itself: an event published now arrives.
+    let publisher: Publisher<u64> = Publisher::new(client, MODULE, &object, "Events");
+    let started = Instant::now();
+    let received = loop {
+        let _ = publisher.publish(&7).await;
+        if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+            break event;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the subscription never came back");
+    };
+    assert_eq!(received, 7);
 }
