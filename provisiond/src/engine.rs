@@ -1,0 +1,264 @@
+//! The engine: admission at the door, one atomic write per user action, and the durable job loop.
+//!
+//! ZOS admits late (the caller hears "accepted" and finds an `error` later), checks only memory, and can
+//! lose state between its store and its queue (reference section 10). Here `create` asks the ledger
+//! synchronously: a deployment that does not fit is refused with every shortfall and nothing is stored;
+//! one that fits is stored with its workloads in `init`, their reservations and its job in one durable
+//! commit. The job loop runs workloads in ZOS's order; a workload that fails releases its reservation,
+//! a failed delete keeps it.
+
+use std::future::Future;
+use std::sync::Mutex;
+use zos_cache::{Job, JobId, JobOp, Store, StoreError};
+use zos_planner::order::{install_order, uninstall_order};
+use zos_planner::{DeploymentVerdict, Ledger, WorkloadVerdict};
+use zos_types::scenario::{NodeSpec, Policy};
+use zos_types::{Deployment, KeyGetter, ResultState, Timestamp, Workload, WorkloadId, WorkloadResult};
+
+/// Why a request was not taken (a capacity refusal is not an error: see [`Outcome::Refused`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Validation failed (ZOS's message).
+    #[error("{0}")]
+    Invalid(String),
+    /// Identity or signature refused.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    /// The stable code of the error, for the bus.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Invalid(_) => "invalid",
+            EngineError::Forbidden(_) => "forbidden",
+            EngineError::Store(StoreError::DeploymentExists) => "exists",
+            EngineError::Store(StoreError::DeploymentConflict(_)) => "conflict",
+            EngineError::Store(StoreError::DeploymentNotExists | StoreError::WorkloadNotExist) => "not_found",
+            EngineError::Store(_) => "internal",
+        }
+    }
+}
+
+/// The answer to a create.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored with its reservations; the job runs it.
+    Accepted(JobId),
+    /// It does not fit: every workload's verdict, with every shortfall. Nothing was stored.
+    Refused(Vec<WorkloadVerdict>),
+}
+
+/// What runs a workload on the node (storaged, networkd, vmd, ... behind their zbus clients).
+pub trait Managers: Send + Sync {
+    /// Provisions a workload (idempotently); its result data, or the error text.
+    fn provision(
+        &self,
+        id: &WorkloadId,
+        workload: &Workload,
+    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    /// Removes a workload (idempotently).
+    fn deprovision(&self, id: &WorkloadId, workload: &Workload) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// provisiond's engine over the durable store and the ledger.
+pub struct Engine<K> {
+    store: Store,
+    ledger: Mutex<Ledger>,
+    twins: K,
+}
+
+fn result(state: ResultState, error: String, data: serde_json::Value, now: Timestamp) -> WorkloadResult {
+    WorkloadResult { created: now, state, error, data }
+}
+
+impl<K: KeyGetter> Engine<K> {
+    /// Opens the engine: the ledger is rebuilt exactly from the stored reservations.
+    pub fn open(store: Store, node: &NodeSpec, policy: Policy, twins: K) -> Result<Engine<K>, EngineError> {
+        let mut ledger = Ledger::new(node, policy);
+        for (id, record) in store.reservations()? {
+            if let Err(err) = ledger.restore_record(&id, &record) {
+                tracing::error!("cannot restore a reservation: {err}");
+            }
+        }
+        for drift in store.check_consistency()? {
+            tracing::warn!("store drift: {drift}");
+        }
+        Ok(Engine { store, ledger: Mutex::new(ledger), twins })
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A copy of the ledger, for reporting.
+    pub fn ledger_snapshot(&self) -> Ledger {
+        self.ledger().clone()
+    }
+
+    /// `CreateOrUpdate` for a new deployment: validate, verify, admit at the door, then store the
+    /// deployment, its reservations and its job in one durable commit.
+    pub fn create(&self, twin: u32, mut deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
+        deployment.validate().map_err(EngineError::Invalid)?;
+        if deployment.twin_id != twin {
+            return Err(EngineError::Forbidden(format!(
+                "twin id mismatch (deployment: {}, message: {twin})",
+                deployment.twin_id
+            )));
+        }
+        deployment.verify(&self.twins).map_err(EngineError::Forbidden)?;
+        if deployment.version != 0 {
+            return Err(EngineError::Invalid(
+                "expected version to be 0 on deployment creation: invalid version".into(),
+            ));
+        }
+        let mut ledger = self.ledger();
+        let mut trial = ledger.clone();
+        let verdicts = match trial.admit_deployment(&deployment) {
+            DeploymentVerdict::Judged(verdicts) => verdicts,
+            DeploymentVerdict::Invalid { message, .. } => return Err(EngineError::Invalid(message)),
+        };
+        if verdicts.iter().any(|it| !it.verdict.is_admit()) {
+            return Ok(Outcome::Refused(verdicts));
+        }
+        for workload in &mut deployment.workloads {
+            workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
+        }
+        let mut txn = self.store.begin();
+        txn.create(&deployment)?;
+        for workload in &deployment.workloads {
+            let id = deployment.workload_id(&workload.name);
+            if let Some(reservation) = trial.reservation(&id) {
+                txn.reserve(twin, deployment.contract_id, &workload.name, &trial.record(reservation));
+            }
+        }
+        let job =
+            txn.enqueue(&Job { op: JobOp::Provision, twin, contract: deployment.contract_id, reason: String::new() })?;
+        txn.commit()?;
+        *ledger = trial;
+        Ok(Outcome::Accepted(job))
+    }
+
+    /// `Deprovision`: queues the removal of a twin's deployment.
+    pub fn deprovision(&self, twin: u32, contract: u64, reason: &str) -> Result<JobId, EngineError> {
+        self.store.get(twin, contract)?;
+        let mut txn = self.store.begin();
+        let job = txn.enqueue(&Job { op: JobOp::Deprovision, twin, contract, reason: reason.to_string() })?;
+        txn.commit()?;
+        Ok(job)
+    }
+
+    /// Runs the oldest job, if any; its results and its acknowledgement commit together (at least once:
+    /// after a crash the job runs again, and managers are idempotent). Returns whether a job ran.
+    pub async fn run_one(&self, managers: &impl Managers, now: Timestamp) -> Result<bool, EngineError> {
+        let Some((job_id, job)) = self.store.peek_job()? else { return Ok(false) };
+        let deployment = match self.store.get(job.twin, job.contract) {
+            Ok(deployment) => deployment,
+            Err(StoreError::DeploymentNotExists) => {
+                let mut txn = self.store.begin();
+                txn.ack(job_id)?;
+                txn.commit()?;
+                return Ok(true);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        match job.op {
+            JobOp::Deprovision => self.uninstall(job_id, &job, &deployment, managers, now).await?,
+            _ => self.install(job_id, &deployment, managers, now).await?,
+        }
+        Ok(true)
+    }
+
+    async fn install(
+        &self,
+        job_id: JobId,
+        deployment: &Deployment,
+        managers: &impl Managers,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+        let mut outcomes = Vec::new();
+        for idx in install_order(deployment) {
+            let workload = &deployment.workloads[idx];
+            // Workloads in error or deleted are never retried (ZOS); ok ones were provisioned already.
+            if workload.result.state != ResultState::Init {
+                continue;
+            }
+            let id = deployment.workload_id(&workload.name);
+            let outcome = managers.provision(&id, workload).await;
+            outcomes.push((workload.clone(), id, outcome));
+        }
+        let mut txn = self.store.begin();
+        let mut released = Vec::new();
+        for (mut workload, id, outcome) in outcomes {
+            workload.result = match outcome {
+                Ok(data) => result(ResultState::Ok, String::new(), data, now),
+                Err(message) => {
+                    txn.release(twin, contract, &workload.name);
+                    released.push(id);
+                    result(ResultState::Error, message, serde_json::Value::Null, now)
+                }
+            };
+            txn.record(twin, contract, &workload)?;
+        }
+        txn.ack(job_id)?;
+        txn.commit()?;
+        let mut ledger = self.ledger();
+        for id in released {
+            ledger.release(&id);
+        }
+        Ok(())
+    }
+
+    async fn uninstall(
+        &self,
+        job_id: JobId,
+        job: &Job,
+        deployment: &Deployment,
+        managers: &impl Managers,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+        let mut failed = Vec::new();
+        let mut removed = Vec::new();
+        for idx in uninstall_order(deployment) {
+            let workload = &deployment.workloads[idx];
+            let id = deployment.workload_id(&workload.name);
+            match managers.deprovision(&id, workload).await {
+                Ok(()) => removed.push((workload.clone(), id)),
+                Err(message) => failed.push((workload.clone(), message)),
+            }
+        }
+        let mut txn = self.store.begin();
+        txn.ack(job_id)?;
+        if failed.is_empty() {
+            txn.delete(twin, contract)?;
+        } else {
+            // A failed delete keeps its reservation (ZOS leaks it); the ones that went are deleted.
+            for (mut workload, _) in removed.clone() {
+                workload.result = result(ResultState::Deleted, job.reason.clone(), serde_json::Value::Null, now);
+                txn.record(twin, contract, &workload)?;
+                txn.release(twin, contract, &workload.name);
+                txn.remove_workload(twin, contract, &workload.name)?;
+            }
+            for (mut workload, message) in failed {
+                workload.result = result(ResultState::Error, message, serde_json::Value::Null, now);
+                txn.record(twin, contract, &workload)?;
+            }
+        }
+        txn.commit()?;
+        let mut ledger = self.ledger();
+        for (_, id) in removed {
+            ledger.release(&id);
+        }
+        Ok(())
+    }
+}

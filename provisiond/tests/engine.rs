@@ -1,0 +1,146 @@
+//! The engine against the real store: admission at the door, atomic acceptance, the job loop with
+//! partial failure, refusals, deletion, and a reopen that rebuilds the ledger exactly.
+
+use serde_json::json;
+use std::sync::Mutex;
+use zos_cache::Store;
+use zos_provisiond::{Engine, EngineError, Managers, Outcome, TwinRegistry};
+use zos_types::scenario::{NodeSpec, Policy};
+use zos_types::{Deployment, ResultState, SigningKey, Timestamp, Workload, WorkloadId};
+
+const GIB: u64 = 1 << 30;
+
+/// Managers that succeed, except for workloads whose name starts with `fail`; they log every call.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<String>>,
+}
+
+impl Managers for Recorder {
+    async fn provision(&self, id: &WorkloadId, workload: &Workload) -> Result<serde_json::Value, String> {
+        self.calls.lock().expect("calls").push(format!("provision {id}"));
+        if workload.name.starts_with("fail") { Err("simulated failure".into()) } else { Ok(json!({"id": id.as_str()})) }
+    }
+    async fn deprovision(&self, id: &WorkloadId, _: &Workload) -> Result<(), String> {
+        self.calls.lock().expect("calls").push(format!("deprovision {id}"));
+        Ok(())
+    }
+}
+
+fn node() -> NodeSpec {
+    serde_json::from_value(
+        json!({"cru": 8, "mru": 16 * GIB, "pools": [{"name": "ssd0", "kind": "ssd", "size": 512 * GIB}]}),
+    )
+    .expect("node")
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[3; 32])
+}
+
+fn signed(contract: u64, workloads: serde_json::Value) -> Deployment {
+    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": 7, "contract_id": contract,
+        "signature_requirement": {"requests": [{"twin_id": 7, "required": true, "weight": 1}], "weight_required": 1},
+        "workloads": workloads}))
+    .expect("deployment");
+    dl.sign(7, &key());
+    dl
+}
+
+fn vm(name: &str, memory_gib: u64) -> serde_json::Value {
+    json!({"name": name, "type": "zmachine", "data": {"network": {"interfaces": [{"network": "net", "ip": "10.1.1.2"}]},
+        "compute_capacity": {"cpu": 1, "memory": memory_gib * GIB}}})
+}
+
+fn engine(dir: &std::path::Path) -> Engine<TwinRegistry> {
+    let store = Store::open(dir.join("state")).expect("store");
+    Engine::open(store, &node(), Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key().to_bytes())]))
+        .expect("engine")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admitted_at_the_door_then_provisioned_with_partial_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let dl = signed(
+        1,
+        json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}, vm("vm", 4), vm("fail_vm", 2)]),
+    );
+    let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(100)).expect("create") else { panic!("refused") };
+    // Accepted means stored with its reservations and its job, all workloads in init.
+    let stored = engine.store().get(7, 1).expect("stored");
+    assert!(stored.workloads.iter().all(|wl| wl.result.state == ResultState::Init));
+    assert_eq!(engine.store().reservations().expect("reservations").len(), 3);
+    assert_eq!(engine.ledger_snapshot().usage().used.mru.bytes(), 6 * GIB);
+
+    assert!(engine.run_one(&managers, Timestamp(101)).await.expect("run"));
+    assert!(!engine.run_one(&managers, Timestamp(102)).await.expect("idle"), "the job was acknowledged");
+    let calls = managers.calls.lock().expect("calls").clone();
+    assert_eq!(calls, ["provision 7-1-disk", "provision 7-1-vm", "provision 7-1-fail_vm"], "ZOS's install order");
+    let stored = engine.store().get(7, 1).expect("stored");
+    let state = |name: &str| stored.workloads.iter().find(|wl| wl.name == name).map(|wl| wl.result.state);
+    assert_eq!(
+        (state("disk"), state("vm"), state("fail_vm")),
+        (Some(ResultState::Ok), Some(ResultState::Ok), Some(ResultState::Error))
+    );
+    assert_eq!(
+        engine.ledger_snapshot().usage().used.mru.bytes(),
+        4 * GIB,
+        "the failed workload released its reservation"
+    );
+    assert!(engine.store().check_consistency().expect("check").is_empty());
+
+    // A reopen rebuilds the same ledger from the stored reservations.
+    let before = engine.ledger_snapshot().usage();
+    drop(engine);
+    let engine = self::engine(dir.path());
+    assert_eq!(engine.ledger_snapshot().usage(), before);
+
+    // Delete: everything goes, reservations included.
+    engine.deprovision(7, 1, "deleted by the test").expect("deprovision");
+    assert!(engine.run_one(&managers, Timestamp(103)).await.expect("run"));
+    assert!(engine.store().get(7, 1).is_err());
+    assert_eq!(engine.ledger_snapshot().usage().used.mru.bytes(), 0);
+    assert!(engine.store().reservations().expect("reservations").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_at_the_door_with_the_numbers_and_nothing_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let dl = signed(2, json!([vm("small", 1), vm("huge", 64)]));
+    match engine.create(7, dl, Timestamp(100)).expect("create") {
+        Outcome::Refused(verdicts) => {
+            let huge = verdicts.iter().find(|v| v.name == "huge").expect("huge");
+            assert!(
+                matches!(&huge.verdict, zos_planner::Verdict::Reject(shortfalls) if shortfalls[0].requested == 64 * GIB)
+            );
+        }
+        Outcome::Accepted(_) => panic!("a 64 GiB VM does not fit a 16 GiB node"),
+    }
+    assert!(engine.store().get(7, 2).is_err(), "nothing stored");
+    assert!(engine.store().jobs().expect("jobs").is_empty());
+    assert_eq!(engine.ledger_snapshot().usage().used.mru.bytes(), 0, "nothing held");
+}
+
+#[test]
+fn identity_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let dl = signed(3, json!([vm("vm", 1)]));
+    let err = engine.create(8, dl.clone(), Timestamp(1)).expect_err("another twin");
+    assert_eq!(err.code(), "forbidden");
+    assert_eq!(err.to_string(), "twin id mismatch (deployment: 7, message: 8)");
+    let mut forged = dl.clone();
+    forged.description = "changed after signing".into();
+    assert!(
+        matches!(engine.create(7, forged, Timestamp(1)), Err(EngineError::Forbidden(msg)) if msg == "failed to verify signature")
+    );
+    let mut versioned = dl;
+    versioned.version = 1;
+    versioned.workloads[0].version = 1;
+    versioned.sign(7, &key());
+    let err = engine.create(7, versioned, Timestamp(1)).expect_err("version");
+    assert_eq!(err.to_string(), "expected version to be 0 on deployment creation: invalid version");
+}
