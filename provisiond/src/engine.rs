@@ -62,6 +62,36 @@ pub trait Managers: Send + Sync {
     ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     /// Removes a workload (idempotently).
     fn deprovision(&self, id: &WorkloadId, workload: &Workload) -> impl Future<Output = Result<(), String>> + Send;
+    /// Pauses a workload; most types only change state (ZOS), so the default does nothing.
+    fn pause(&self, _id: &WorkloadId, _workload: &Workload) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+    /// Resumes a paused workload; the default does nothing.
+    fn resume(&self, _id: &WorkloadId, _workload: &Workload) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// What a twin's workloads use, in ZOS's `Counters.users` shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsersCounters {
+    /// Deployments holding capacity.
+    pub deployments: u64,
+    /// Workloads holding capacity.
+    pub workloads: u64,
+}
+
+/// ZOS's `GetCounters`: `{total, used, system, users}`; `used` includes the system's reservation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// The node's capacity.
+    pub total: zos_types::Capacity,
+    /// What workloads hold plus what the system keeps.
+    pub used: zos_types::Capacity,
+    /// What the system keeps.
+    pub system: zos_types::Capacity,
+    /// Deployments and workloads holding capacity.
+    pub users: UsersCounters,
 }
 
 /// provisiond's engine over the durable store and the ledger.
@@ -156,6 +186,40 @@ impl<K: KeyGetter> Engine<K> {
         Ok(job)
     }
 
+    /// `Pause`: queues pausing a deployment; paused workloads keep their capacity.
+    pub fn pause(&self, twin: u32, contract: u64) -> Result<JobId, EngineError> {
+        self.enqueue(JobOp::Pause, twin, contract)
+    }
+
+    /// `Resume`: queues resuming a paused deployment.
+    pub fn resume(&self, twin: u32, contract: u64) -> Result<JobId, EngineError> {
+        self.enqueue(JobOp::Resume, twin, contract)
+    }
+
+    fn enqueue(&self, op: JobOp, twin: u32, contract: u64) -> Result<JobId, EngineError> {
+        self.store.get(twin, contract)?;
+        let mut txn = self.store.begin();
+        let job = txn.enqueue(&Job { op, twin, contract, reason: String::new() })?;
+        txn.commit()?;
+        Ok(job)
+    }
+
+    /// ZOS's `GetCounters`, from the ledger (no scan of the store).
+    pub fn counters(&self) -> Counters {
+        let ledger = self.ledger();
+        let usage = ledger.usage();
+        let mut deployments: Vec<(u32, u64)> =
+            ledger.reservations().filter_map(|(id, _)| id.parts().map(|(t, c, _)| (t, c))).collect();
+        deployments.sort_unstable();
+        deployments.dedup();
+        Counters {
+            total: usage.total,
+            used: usage.used.saturating_add(&usage.reserved),
+            system: usage.reserved,
+            users: UsersCounters { deployments: deployments.len() as u64, workloads: ledger.len() as u64 },
+        }
+    }
+
     /// Runs the oldest job, if any; its results and its acknowledgement commit together (at least once:
     /// after a crash the job runs again, and managers are idempotent). Returns whether a job ran.
     pub async fn run_one(&self, managers: &impl Managers, now: Timestamp) -> Result<bool, EngineError> {
@@ -172,7 +236,8 @@ impl<K: KeyGetter> Engine<K> {
         };
         match job.op {
             JobOp::Deprovision => self.uninstall(job_id, &job, &deployment, managers, now).await?,
-            _ => self.install(job_id, &deployment, managers, now).await?,
+            JobOp::Pause | JobOp::Resume => self.lock_workloads(job_id, job.op, &deployment, managers, now).await?,
+            JobOp::Provision | JobOp::Update => self.install(job_id, &deployment, managers, now).await?,
         }
         Ok(true)
     }
@@ -215,6 +280,49 @@ impl<K: KeyGetter> Engine<K> {
         for id in released {
             ledger.release(&id);
         }
+        Ok(())
+    }
+
+    /// Pause (reverse type order, `ok` workloads) or resume (type order, `paused` workloads); the
+    /// reservations stay either way.
+    async fn lock_workloads(
+        &self,
+        job_id: JobId,
+        op: JobOp,
+        deployment: &Deployment,
+        managers: &impl Managers,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+        let pausing = op == JobOp::Pause;
+        let order = if pausing { uninstall_order(deployment) } else { install_order(deployment) };
+        let (from, to) =
+            if pausing { (ResultState::Ok, ResultState::Paused) } else { (ResultState::Paused, ResultState::Ok) };
+        let mut changed = Vec::new();
+        for idx in order {
+            let workload = &deployment.workloads[idx];
+            if workload.result.state != from {
+                continue;
+            }
+            let id = deployment.workload_id(&workload.name);
+            let outcome =
+                if pausing { managers.pause(&id, workload).await } else { managers.resume(&id, workload).await };
+            let mut next = workload.clone();
+            next.result = match outcome {
+                Ok(()) => {
+                    result(to, if pausing { "paused".into() } else { String::new() }, workload.result.data.clone(), now)
+                }
+                // The action failed but the previous state still holds.
+                Err(message) => result(ResultState::Unchanged, message, workload.result.data.clone(), now),
+            };
+            changed.push(next);
+        }
+        let mut txn = self.store.begin();
+        for workload in &changed {
+            txn.record(twin, contract, workload)?;
+        }
+        txn.ack(job_id)?;
+        txn.commit()?;
         Ok(())
     }
 

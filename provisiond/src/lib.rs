@@ -2,7 +2,7 @@
 //! atomic durable write per user action over `zos-cache`, and the job loop that runs workloads through
 //! [`engine::Managers`] in ZOS's order.
 //!
-//! Not here yet: the `provision@0.0.1`/`statistics@0.0.1` zbus API, updates, pause/resume, reboot
+//! Not here yet: the `provision@0.0.1`/`statistics@0.0.1` zbus API, updates, reboot
 //! re-provisioning, the reconciler, the managers that call storaged and networkd, `zosctl`, the daemon
 //! and the node runtime.
 
@@ -11,5 +11,5 @@
 pub mod engine;
 pub mod twins;
 
-pub use engine::{Engine, EngineError, Managers, Outcome};
+pub use engine::{Counters, Engine, EngineError, Managers, Outcome, UsersCounters};
 pub use twins::TwinRegistry;

@@ -144,3 +144,27 @@ fn identity_is_checked() {
     let err = engine.create(7, versioned, Timestamp(1)).expect_err("version");
     assert_eq!(err.to_string(), "expected version to be 0 on deployment creation: invalid version");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_keeps_capacity_and_resume_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let Outcome::Accepted(_) = engine.create(7, signed(4, json!([vm("vm", 2)])), Timestamp(1)).expect("create") else {
+        panic!("refused")
+    };
+    engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    let counters = engine.counters();
+    assert_eq!((counters.users.deployments, counters.users.workloads), (1, 1));
+    assert_eq!(counters.system.mru.bytes(), 2 * GIB, "16 GiB node: 2 GiB reserved");
+    assert_eq!(counters.used.mru.bytes(), 4 * GIB, "used includes the system's reservation");
+    engine.pause(7, 4).expect("pause");
+    engine.run_one(&managers, Timestamp(3)).await.expect("pause job");
+    let vm = engine.store().current(7, 4, "vm").expect("vm");
+    assert_eq!((vm.result.state, vm.result.error.as_str()), (ResultState::Paused, "paused"));
+    assert_eq!(engine.counters().used.mru.bytes(), 4 * GIB, "paused workloads keep their capacity");
+    engine.resume(7, 4).expect("resume");
+    engine.run_one(&managers, Timestamp(4)).await.expect("resume job");
+    assert_eq!(engine.store().current(7, 4, "vm").expect("vm").result.state, ResultState::Ok);
+    assert!(engine.pause(7, 99).is_err(), "no such deployment");
+}
