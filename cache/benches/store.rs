@@ -42,7 +42,8 @@ fn create(store: &Store, contract: u64) {
         let record = ReservationRecord { capacity: wl.capacity(), ..ReservationRecord::default() };
         txn.reserve(dl.twin_id, contract, &wl.name, &record);
     }
-    txn.enqueue(&Job { op: JobOp::Provision, twin: dl.twin_id, contract, reason: String::new() }).expect("enqueue");
+    txn.enqueue(&Job { op: JobOp::Provision, twin: dl.twin_id, contract, reason: String::new(), remove: Vec::new() })
+        .expect("enqueue");
     txn.commit().expect("commit");
 }
 

@@ -30,6 +30,9 @@ pub struct Job {
     /// Why (deprovision reason), may be empty.
     #[serde(default)]
     pub reason: String,
+    /// Workloads the job removes (an update's removals), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
 }
 
 /// The position of a job in the queue.

@@ -95,9 +95,9 @@ fn act(store: &Store, ledger: &mut Ledger, rng: &mut Rng) -> bool {
                     return false; // not an atomic-policy test: skip deployments that do not fit whole
                 }
             }
-            let created = txn
-                .create(&dl)
-                .and_then(|()| txn.enqueue(&Job { op: JobOp::Provision, twin, contract, reason: String::new() }));
+            let created = txn.create(&dl).and_then(|()| {
+                txn.enqueue(&Job { op: JobOp::Provision, twin, contract, reason: String::new(), remove: Vec::new() })
+            });
             if created.is_err() || txn.commit().is_err() {
                 for id in admitted {
                     ledger.release(&id);
@@ -110,7 +110,8 @@ fn act(store: &Store, ledger: &mut Ledger, rng: &mut Rng) -> bool {
         4 => {
             let Some((twin, contract)) = pick_deployment(store, rng) else { return false };
             let mut txn = store.begin();
-            txn.enqueue(&Job { op: JobOp::Deprovision, twin, contract, reason: "test".into() }).expect("enqueue");
+            txn.enqueue(&Job { op: JobOp::Deprovision, twin, contract, reason: "test".into(), remove: Vec::new() })
+                .expect("enqueue");
             txn.commit().is_ok()
         }
         // Update: add a workload, bump the version, queue the job.
@@ -128,7 +129,8 @@ fn act(store: &Store, ledger: &mut Ledger, rng: &mut Rng) -> bool {
             txn.update_header(&dl).expect("header");
             txn.add_workload(twin, contract, &wl).expect("add");
             txn.reserve(twin, contract, &wl.name, &record);
-            txn.enqueue(&Job { op: JobOp::Update, twin, contract, reason: String::new() }).expect("enqueue");
+            txn.enqueue(&Job { op: JobOp::Update, twin, contract, reason: String::new(), remove: Vec::new() })
+                .expect("enqueue");
             if txn.commit().is_err() {
                 ledger.release(&id);
                 return false;

@@ -25,7 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn job(n: u8) -> Job {
     let op = [JobOp::Provision, JobOp::Update, JobOp::Deprovision, JobOp::Pause, JobOp::Resume][usize::from(n % 5)];
-    Job { op, twin: 1, contract: u64::from(n), reason: format!("job {n}") }
+    Job { op, twin: 1, contract: u64::from(n), reason: format!("job {n}"), remove: Vec::new() }
 }
 
 proptest! {

@@ -170,8 +170,82 @@ impl<K: KeyGetter> Engine<K> {
                 txn.reserve(twin, deployment.contract_id, &workload.name, &trial.record(reservation));
             }
         }
-        let job =
-            txn.enqueue(&Job { op: JobOp::Provision, twin, contract: deployment.contract_id, reason: String::new() })?;
+        let job = txn.enqueue(&Job {
+            op: JobOp::Provision,
+            twin,
+            contract: deployment.contract_id,
+            reason: String::new(),
+            remove: Vec::new(),
+        })?;
+        txn.commit()?;
+        *ledger = trial;
+        Ok(Outcome::Accepted(job))
+    }
+
+    /// Validation, the caller's identity, and the signatures (ZOS's order).
+    fn check_request(&self, twin: u32, deployment: &Deployment) -> Result<(), EngineError> {
+        deployment.validate().map_err(EngineError::Invalid)?;
+        if deployment.twin_id != twin {
+            return Err(EngineError::Forbidden(format!(
+                "twin id mismatch (deployment: {}, message: {twin})",
+                deployment.twin_id
+            )));
+        }
+        deployment.verify(&self.twins).map_err(EngineError::Forbidden)
+    }
+
+    /// `CreateOrUpdate` with `update`: ZOS's upgrade rules (section 2.6), then the capacity of what is
+    /// added or changed is checked again at the door (ZOS never rechecks on update). What is accepted —
+    /// the new version, the added and changed workloads back in `init` with their reservations, and the
+    /// job that removes what is gone and applies the rest — commits at once; a refusal changes nothing.
+    pub fn update(&self, twin: u32, mut new: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
+        self.check_request(twin, &new)?;
+        let stored = self.store.get(twin, new.contract_id)?;
+        let upgrade = stored.upgrade(&mut new).map_err(EngineError::Invalid)?;
+        for workload in new.workloads.iter().filter(|wl| upgrade.to_update.contains(&wl.name)) {
+            if !workload.kind().is_updatable() {
+                return Err(EngineError::Invalid(format!(
+                    "workload '{}' does not support upgrade: upgrade validation error",
+                    workload.kind()
+                )));
+            }
+        }
+        let changed: Vec<&Workload> = install_order(&new)
+            .into_iter()
+            .map(|idx| &new.workloads[idx])
+            .filter(|wl| upgrade.to_add.contains(&wl.name) || upgrade.to_update.contains(&wl.name))
+            .collect();
+        let mut ledger = self.ledger();
+        let mut trial = ledger.clone();
+        let verdicts: Vec<WorkloadVerdict> = changed
+            .iter()
+            .map(|wl| WorkloadVerdict {
+                name: wl.name.clone(),
+                kind: wl.kind(),
+                verdict: trial.admit(&new.workload_id(&wl.name), wl),
+                note: None,
+            })
+            .collect();
+        if verdicts.iter().any(|it| !it.verdict.is_admit()) {
+            return Ok(Outcome::Refused(verdicts));
+        }
+        let contract = new.contract_id;
+        let mut txn = self.store.begin();
+        txn.update_header(&new)?;
+        for workload in changed {
+            let mut workload = workload.clone();
+            workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
+            if upgrade.to_add.contains(&workload.name) {
+                txn.add_workload(twin, contract, &workload)?;
+            } else {
+                txn.record(twin, contract, &workload)?;
+            }
+            if let Some(reservation) = trial.reservation(&new.workload_id(&workload.name)) {
+                txn.reserve(twin, contract, &workload.name, &trial.record(reservation));
+            }
+        }
+        let job = Job { op: JobOp::Update, twin, contract, reason: String::new(), remove: upgrade.to_remove };
+        let job = txn.enqueue(&job)?;
         txn.commit()?;
         *ledger = trial;
         Ok(Outcome::Accepted(job))
@@ -181,7 +255,13 @@ impl<K: KeyGetter> Engine<K> {
     pub fn deprovision(&self, twin: u32, contract: u64, reason: &str) -> Result<JobId, EngineError> {
         self.store.get(twin, contract)?;
         let mut txn = self.store.begin();
-        let job = txn.enqueue(&Job { op: JobOp::Deprovision, twin, contract, reason: reason.to_string() })?;
+        let job = txn.enqueue(&Job {
+            op: JobOp::Deprovision,
+            twin,
+            contract,
+            reason: reason.to_string(),
+            remove: Vec::new(),
+        })?;
         txn.commit()?;
         Ok(job)
     }
@@ -199,7 +279,7 @@ impl<K: KeyGetter> Engine<K> {
     fn enqueue(&self, op: JobOp, twin: u32, contract: u64) -> Result<JobId, EngineError> {
         self.store.get(twin, contract)?;
         let mut txn = self.store.begin();
-        let job = txn.enqueue(&Job { op, twin, contract, reason: String::new() })?;
+        let job = txn.enqueue(&Job { op, twin, contract, reason: String::new(), remove: Vec::new() })?;
         txn.commit()?;
         Ok(job)
     }
@@ -237,7 +317,12 @@ impl<K: KeyGetter> Engine<K> {
         match job.op {
             JobOp::Deprovision => self.uninstall(job_id, &job, &deployment, managers, now).await?,
             JobOp::Pause | JobOp::Resume => self.lock_workloads(job_id, job.op, &deployment, managers, now).await?,
-            JobOp::Provision | JobOp::Update => self.install(job_id, &deployment, managers, now).await?,
+            JobOp::Provision => self.install(job_id, &deployment, managers, now).await?,
+            JobOp::Update => {
+                self.remove_named(&job, &deployment, managers, now).await?;
+                let deployment = self.store.get(job.twin, job.contract)?;
+                self.install(job_id, &deployment, managers, now).await?;
+            }
         }
         Ok(true)
     }
@@ -278,6 +363,48 @@ impl<K: KeyGetter> Engine<K> {
         txn.commit()?;
         let mut ledger = self.ledger();
         for id in released {
+            ledger.release(&id);
+        }
+        Ok(())
+    }
+
+    /// An update's removals, first (ZOS: removes before adds), in reverse type order. A removal that
+    /// fails leaves the workload in `error`, still holding its reservation.
+    async fn remove_named(
+        &self,
+        job: &Job,
+        deployment: &Deployment,
+        managers: &impl Managers,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+        let mut removed = Vec::new();
+        let mut txn = self.store.begin();
+        for idx in uninstall_order(deployment) {
+            let workload = &deployment.workloads[idx];
+            if !job.remove.contains(&workload.name) {
+                continue;
+            }
+            let id = deployment.workload_id(&workload.name);
+            let mut next = workload.clone();
+            match managers.deprovision(&id, workload).await {
+                Ok(()) => {
+                    next.result =
+                        result(ResultState::Deleted, "deleted by an update".into(), serde_json::Value::Null, now);
+                    txn.record(twin, contract, &next)?;
+                    txn.release(twin, contract, &workload.name);
+                    txn.remove_workload(twin, contract, &workload.name)?;
+                    removed.push(id);
+                }
+                Err(message) => {
+                    next.result = result(ResultState::Error, message, serde_json::Value::Null, now);
+                    txn.record(twin, contract, &next)?;
+                }
+            }
+        }
+        txn.commit()?;
+        let mut ledger = self.ledger();
+        for id in removed {
             ledger.release(&id);
         }
         Ok(())

@@ -168,3 +168,55 @@ async fn pause_keeps_capacity_and_resume_restores() {
     assert_eq!(engine.store().current(7, 4, "vm").expect("vm").result.state, ResultState::Ok);
     assert!(engine.pause(7, 99).is_err(), "no such deployment");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_recheck_growth_and_remove_what_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let v0 =
+        signed(5, json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}, vm("vm", 2), vm("old", 2)]));
+    let Outcome::Accepted(_) = engine.create(7, v0, Timestamp(1)).expect("create") else { panic!("refused") };
+    engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+
+    // Grow the disk past the node: refused at the door, nothing changes.
+    let mut too_big = engine.store().get(7, 5).expect("stored");
+    too_big.version = 1;
+    too_big.workloads[0].version = 1;
+    too_big.workloads[0].data =
+        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(600) });
+    too_big.signature_requirement.signatures.clear();
+    too_big.sign(7, &key());
+    assert!(matches!(engine.update(7, too_big, Timestamp(3)).expect("update"), Outcome::Refused(_)));
+    assert_eq!(engine.store().get(7, 5).expect("stored").version, 0, "a refused update changes nothing");
+
+    // Grow it within capacity and drop a VM: accepted, applied by the job.
+    let mut v1 = engine.store().get(7, 5).expect("stored");
+    v1.version = 1;
+    v1.workloads[0].version = 1;
+    v1.workloads[0].data =
+        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(20) });
+    v1.workloads.retain(|wl| wl.name != "old");
+    v1.signature_requirement.signatures.clear();
+    v1.sign(7, &key());
+    let Outcome::Accepted(_) = engine.update(7, v1, Timestamp(4)).expect("update") else { panic!("refused") };
+    // The grown disk is held at once; the dropped VM until the job removes it.
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 20 * GIB + 2 * (500 << 20));
+    engine.run_one(&managers, Timestamp(5)).await.expect("update job");
+    let stored = engine.store().get(7, 5).expect("stored");
+    assert_eq!(stored.version, 1);
+    assert!(stored.workloads.iter().all(|wl| wl.name != "old"), "the dropped VM is gone");
+    assert_eq!(engine.store().current(7, 5, "disk").expect("disk").result.state, ResultState::Ok);
+    assert_eq!(engine.ledger_snapshot().usage().used.mru.bytes(), 2 * GIB, "the dropped VM released its memory");
+    assert!(engine.store().check_consistency().expect("check").is_empty());
+
+    // A zmachine cannot be updated in place (ZOS).
+    let mut v2 = engine.store().get(7, 5).expect("stored");
+    v2.version = 2;
+    let vm = v2.workloads.iter_mut().find(|wl| wl.name == "vm").expect("vm");
+    vm.version = 2;
+    v2.signature_requirement.signatures.clear();
+    v2.sign(7, &key());
+    let err = engine.update(7, v2, Timestamp(6)).expect_err("not updatable");
+    assert_eq!(err.to_string(), "workload 'zmachine' does not support upgrade: upgrade validation error");
+}

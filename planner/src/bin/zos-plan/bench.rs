@@ -109,7 +109,13 @@ fn commit_deployment(txn: &mut zos_cache::Txn<'_>, contract: u64, with_job: bool
         );
     }
     if with_job {
-        txn.enqueue(&Job { op: JobOp::Provision, twin: dl.twin_id, contract, reason: String::new() })?;
+        txn.enqueue(&Job {
+            op: JobOp::Provision,
+            twin: dl.twin_id,
+            contract,
+            reason: String::new(),
+            remove: Vec::new(),
+        })?;
     }
     Ok(())
 }
