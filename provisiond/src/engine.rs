@@ -94,6 +94,9 @@ pub struct Counters {
     pub users: UsersCounters,
 }
 
+/// The reason of the provision jobs a reboot queues.
+const REBOOT: &str = "reboot";
+
 /// provisiond's engine over the durable store and the ledger.
 pub struct Engine<K> {
     store: Store,
@@ -251,6 +254,46 @@ impl<K: KeyGetter> Engine<K> {
         Ok(Outcome::Accepted(job))
     }
 
+    /// Boot handling: when `marker` (a file on a tmpfs, gone after a reboot) does not exist, this is the
+    /// first start since the node booted: every deployment with live workloads is queued to be
+    /// provisioned again (managers are idempotent), and the marker is written. Reservations are not
+    /// taken again: the ledger rebuilt from the store already holds them, so nothing counts twice.
+    /// Returns how many deployments were queued.
+    pub fn boot(&self, marker: &std::path::Path) -> Result<usize, EngineError> {
+        if marker.exists() {
+            return Ok(0);
+        }
+        let mut txn = self.store.begin();
+        let mut queued = 0;
+        for twin in self.store.twins()? {
+            for contract in self.store.by_twin(twin)? {
+                let deployment = self.store.get(twin, contract)?;
+                if deployment
+                    .workloads
+                    .iter()
+                    .any(|wl| matches!(wl.result.state, ResultState::Ok | ResultState::Paused | ResultState::Init))
+                {
+                    txn.enqueue(&Job {
+                        op: JobOp::Provision,
+                        twin,
+                        contract,
+                        reason: REBOOT.into(),
+                        remove: Vec::new(),
+                    })?;
+                    queued += 1;
+                }
+            }
+        }
+        txn.commit()?;
+        if let Some(dir) = marker.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|err| EngineError::Invalid(format!("boot marker {}: {err}", marker.display())))?;
+        }
+        std::fs::write(marker, b"")
+            .map_err(|err| EngineError::Invalid(format!("boot marker {}: {err}", marker.display())))?;
+        Ok(queued)
+    }
+
     /// `Deprovision`: queues the removal of a twin's deployment.
     pub fn deprovision(&self, twin: u32, contract: u64, reason: &str) -> Result<JobId, EngineError> {
         self.store.get(twin, contract)?;
@@ -317,11 +360,11 @@ impl<K: KeyGetter> Engine<K> {
         match job.op {
             JobOp::Deprovision => self.uninstall(job_id, &job, &deployment, managers, now).await?,
             JobOp::Pause | JobOp::Resume => self.lock_workloads(job_id, job.op, &deployment, managers, now).await?,
-            JobOp::Provision => self.install(job_id, &deployment, managers, now).await?,
+            JobOp::Provision => self.install(job_id, &deployment, job.reason == REBOOT, managers, now).await?,
             JobOp::Update => {
                 self.remove_named(&job, &deployment, managers, now).await?;
                 let deployment = self.store.get(job.twin, job.contract)?;
-                self.install(job_id, &deployment, managers, now).await?;
+                self.install(job_id, &deployment, false, managers, now).await?;
             }
         }
         Ok(true)
@@ -331,6 +374,7 @@ impl<K: KeyGetter> Engine<K> {
         &self,
         job_id: JobId,
         deployment: &Deployment,
+        reboot: bool,
         managers: &impl Managers,
         now: Timestamp,
     ) -> Result<(), EngineError> {
@@ -338,8 +382,14 @@ impl<K: KeyGetter> Engine<K> {
         let mut outcomes = Vec::new();
         for idx in install_order(deployment) {
             let workload = &deployment.workloads[idx];
-            // Workloads in error or deleted are never retried (ZOS); ok ones were provisioned already.
-            if workload.result.state != ResultState::Init {
+            // Workloads in error or deleted are never retried (ZOS); ok and paused ones were provisioned
+            // already, unless the node rebooted (then a paused VM comes back running, as in ZOS).
+            let wanted = match workload.result.state {
+                ResultState::Init => true,
+                ResultState::Ok | ResultState::Paused => reboot,
+                _ => false,
+            };
+            if !wanted {
                 continue;
             }
             let id = deployment.workload_id(&workload.name);

@@ -220,3 +220,27 @@ async fn updates_recheck_growth_and_remove_what_is_gone() {
     let err = engine.update(7, v2, Timestamp(6)).expect_err("not updatable");
     assert_eq!(err.to_string(), "workload 'zmachine' does not support upgrade: upgrade validation error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reboot_provisions_again_without_counting_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let managers = Recorder::default();
+    {
+        let engine = engine(dir.path());
+        let dl = signed(6, json!([vm("vm", 2), vm("fail_vm", 1)]));
+        let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(1)).expect("create") else { panic!("refused") };
+        engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    }
+    // The node reboots: a fresh process, the tmpfs marker gone.
+    let engine = engine(dir.path());
+    let before = engine.ledger_snapshot().usage();
+    let marker = dir.path().join("run/provisiond");
+    assert_eq!(engine.boot(&marker).expect("boot"), 1);
+    assert_eq!(engine.boot(&marker).expect("boot again"), 0, "only the first start after a boot");
+    managers.calls.lock().expect("calls").clear();
+    engine.run_one(&managers, Timestamp(3)).await.expect("re-provision");
+    let calls = managers.calls.lock().expect("calls").clone();
+    assert_eq!(calls, ["provision 7-6-vm"], "the failed workload is never retried");
+    assert_eq!(engine.ledger_snapshot().usage(), before, "nothing counted twice");
+    assert_eq!(engine.store().current(7, 6, "vm").expect("vm").result.state, ResultState::Ok);
+}
