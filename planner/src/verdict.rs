@@ -1,11 +1,11 @@
 //! What admission answers: an assignment, or every shortfall with its numbers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use zos_types::Unit;
 
 /// A resource the ledger accounts for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resource {
     /// CPU threads.
@@ -43,7 +43,7 @@ impl fmt::Display for Resource {
 }
 
 /// One pool as a disk shortfall shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolPicture {
     /// Pool name.
     pub name: String,
@@ -63,7 +63,7 @@ pub struct PoolPicture {
 /// For disks, `available` is the most any single pool of the right kind can still take, and
 /// `pools` shows every pool of that kind, so that "1 TiB free in total but no pool has 600 GiB"
 /// can be read off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shortfall {
     /// The resource.
     pub resource: Resource,
@@ -78,7 +78,7 @@ pub struct Shortfall {
     /// What could still be given.
     pub available: u64,
     /// Disks only: the pools of the kind asked for.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<PoolPicture>,
     /// The refusal in words (ZOS's text where ZOS has one).
     pub message: String,

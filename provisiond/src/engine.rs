@@ -13,7 +13,9 @@ use zos_cache::{Job, JobId, JobOp, Store, StoreError};
 use zos_planner::order::{install_order, uninstall_order};
 use zos_planner::{DeploymentVerdict, Ledger, WorkloadVerdict};
 use zos_types::scenario::{NodeSpec, Policy};
-use zos_types::{Deployment, KeyGetter, ResultState, Timestamp, Workload, WorkloadId, WorkloadResult};
+use zos_types::{
+    Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, Workload, WorkloadId, WorkloadResult,
+};
 
 /// Why a request was not taken (a capacity refusal is not an error: see [`Outcome::Refused`]).
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +56,13 @@ pub enum Outcome {
 
 /// What runs a workload on the node (storaged, networkd, vmd, ... behind their zbus clients).
 pub trait Managers: Send + Sync {
-    /// Provisions a workload (idempotently); its result data, or the error text.
+    /// Provisions a workload (idempotently) with what the ledger granted it (pool, address, GPUs); its
+    /// result data, or the error text. An existing workload with new data is an update.
     fn provision(
         &self,
         id: &WorkloadId,
         workload: &Workload,
+        reservation: Option<&ReservationRecord>,
     ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     /// Removes a workload (idempotently).
     fn deprovision(&self, id: &WorkloadId, workload: &Workload) -> impl Future<Output = Result<(), String>> + Send;
@@ -393,7 +397,8 @@ impl<K: KeyGetter> Engine<K> {
                 continue;
             }
             let id = deployment.workload_id(&workload.name);
-            let outcome = managers.provision(&id, workload).await;
+            let reservation = self.store.reservation(deployment.twin_id, deployment.contract_id, &workload.name)?;
+            let outcome = managers.provision(&id, workload, reservation.as_ref()).await;
             outcomes.push((workload.clone(), id, outcome));
         }
         let mut txn = self.store.begin();

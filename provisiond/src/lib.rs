@@ -2,8 +2,7 @@
 //! atomic durable write per user action over `zos-cache`, and the job loop that runs workloads through
 //! [`engine::Managers`] in ZOS's order.
 //!
-//! Not here yet: the `provision@0.0.1`/`statistics@0.0.1` zbus API, the reconciler, the managers that call storaged and networkd, `zosctl`, the daemon
-//! and the node runtime.
+//! Not here yet: the reconciler, the node runtime command, and the end-to-end tests with real daemons.
 
 #![warn(missing_docs)]
 

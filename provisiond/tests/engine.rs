@@ -17,7 +17,12 @@ struct Recorder {
 }
 
 impl Managers for Recorder {
-    async fn provision(&self, id: &WorkloadId, workload: &Workload) -> Result<serde_json::Value, String> {
+    async fn provision(
+        &self,
+        id: &WorkloadId,
+        workload: &Workload,
+        _: Option<&zos_types::ReservationRecord>,
+    ) -> Result<serde_json::Value, String> {
         self.calls.lock().expect("calls").push(format!("provision {id}"));
         if workload.name.starts_with("fail") { Err("simulated failure".into()) } else { Ok(json!({"id": id.as_str()})) }
     }
