@@ -77,7 +77,7 @@ pub trait Managers: Send + Sync {
 }
 
 /// What a twin's workloads use, in ZOS's `Counters.users` shape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsersCounters {
     /// Deployments holding capacity.
     pub deployments: u64,
@@ -86,7 +86,7 @@ pub struct UsersCounters {
 }
 
 /// ZOS's `GetCounters`: `{total, used, system, users}`; `used` includes the system's reservation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// The node's capacity.
     pub total: zos_types::Capacity,
@@ -433,22 +433,26 @@ impl<K: KeyGetter> Engine<K> {
         now: Timestamp,
     ) -> Result<(), EngineError> {
         let (twin, contract) = (deployment.twin_id, deployment.contract_id);
-        let mut removed = Vec::new();
-        let mut txn = self.store.begin();
+        let mut outcomes = Vec::new();
         for idx in uninstall_order(deployment) {
             let workload = &deployment.workloads[idx];
             if !job.remove.contains(&workload.name) {
                 continue;
             }
             let id = deployment.workload_id(&workload.name);
-            let mut next = workload.clone();
-            match managers.deprovision(&id, workload).await {
+            let outcome = managers.deprovision(&id, workload).await;
+            outcomes.push((workload.clone(), id, outcome));
+        }
+        let mut removed = Vec::new();
+        let mut txn = self.store.begin();
+        for (mut next, id, outcome) in outcomes {
+            match outcome {
                 Ok(()) => {
                     next.result =
                         result(ResultState::Deleted, "deleted by an update".into(), serde_json::Value::Null, now);
                     txn.record(twin, contract, &next)?;
-                    txn.release(twin, contract, &workload.name);
-                    txn.remove_workload(twin, contract, &workload.name)?;
+                    txn.release(twin, contract, &next.name);
+                    txn.remove_workload(twin, contract, &next.name)?;
                     removed.push(id);
                 }
                 Err(message) => {

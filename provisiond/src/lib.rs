@@ -7,7 +7,11 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod interface;
+pub mod modules;
+mod service;
 pub mod twins;
 
 pub use engine::{Counters, Engine, EngineError, Managers, Outcome, UsersCounters};
+pub use service::Service;
 pub use twins::TwinRegistry;

@@ -79,6 +79,26 @@ fn crate_boundaries_hold() {
 }
 
 #[test]
+fn provisiond_uses_only_the_modules_contracts() {
+    let mut broken = Vec::new();
+    for file in library_sources("provisiond").into_iter().chain({
+        let mut bins = Vec::new();
+        rust_files(&root().join("provisiond/src/bin"), &mut bins);
+        bins
+    }) {
+        let text = std::fs::read_to_string(&file).expect("source");
+        for daemon in ["zos_storaged", "zos_networkd"] {
+            for (at, _) in text.match_indices(&format!("{daemon}::")) {
+                if !text[at..].starts_with(&format!("{daemon}::interface")) {
+                    broken.push(format!("{}: uses {daemon} beyond its interface", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
 fn sled_stays_inside_cache() {
     let mut files = Vec::new();
     for member in members().iter().filter(|m| *m != "cache") {

@@ -40,6 +40,12 @@ impl WorkloadId {
         WorkloadId(format!("{twin}-{contract}-{name}"))
     }
 
+    /// Parses `<twin>-<contract>-<name>`.
+    pub fn parse(text: &str) -> Option<WorkloadId> {
+        let id = WorkloadId(text.to_string());
+        id.parts().is_some().then_some(id)
+    }
+
     /// Splits the id back into `(twin, contract, name)`.
     pub fn parts(&self) -> Option<(u32, u64, &str)> {
         let mut it = self.0.splitn(3, '-');

@@ -1,0 +1,147 @@
+//! `provisiond --config FILE`: the deployment engine. Serves `provision@0.0.1` and
+//! `statistics@0.0.1` on zbus and runs the job loop through the modules.
+//!
+//! Exit codes: 0 stopped by SIGTERM or SIGINT; 2 the configuration (or the node or twin registry it
+//! names) could not be read; 3 the store could not be opened; 4 the bus failed.
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use zos_provisiond::interface::{ProvisionServer, StatisticsServer};
+use zos_provisiond::modules::ModuleManagers;
+use zos_provisiond::{Engine, Service, TwinRegistry};
+use zos_types::scenario::{NodeSpec, Policy};
+use zos_zbus::{Client, Server};
+
+#[derive(Parser)]
+#[command(name = "provisiond", version, about = "ZOS deployment engine: admission at the door, durable jobs")]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, default_value = "/etc/zos/provisiond.toml")]
+    config: PathBuf,
+}
+
+fn default_redis() -> String {
+    "unix:///var/run/redis.sock".into()
+}
+fn default_state() -> PathBuf {
+    PathBuf::from("/var/cache/modules/provisiond")
+}
+fn default_marker() -> PathBuf {
+    PathBuf::from("/var/run/modules/provisiond")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_redis")]
+    redis: String,
+    /// Where the durable store lives (on the cache volume).
+    #[serde(default = "default_state")]
+    state_dir: PathBuf,
+    /// A directory of `<twin id>` files holding ed25519 public keys in hex.
+    twins: PathBuf,
+    /// The node, as `zos-plan discover --json` prints it.
+    node: PathBuf,
+    /// `zos` or `strict`.
+    #[serde(default)]
+    policy: Option<String>,
+    /// The first-boot marker, on a tmpfs.
+    #[serde(default = "default_marker")]
+    boot_marker: PathBuf,
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<(Config, NodeSpec, Policy, TwinRegistry)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: Config = toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))?;
+    let node_text =
+        std::fs::read_to_string(&config.node).with_context(|| format!("cannot read {}", config.node.display()))?;
+    let node: NodeSpec =
+        serde_json::from_str(&node_text).with_context(|| format!("{}: invalid node", config.node.display()))?;
+    let policy_text = format!("\"{}\"", config.policy.as_deref().unwrap_or("strict"));
+    let policy: Policy = serde_json::from_str(&policy_text).context("policy must be \"zos\" or \"strict\"")?;
+    let twins = TwinRegistry::load(&config.twins).map_err(anyhow::Error::msg)?;
+    Ok((config, node, policy, twins))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let args = Args::parse();
+    let (config, node, policy, twins) = match load(&args.config) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match zos_cache::Store::open(config.state_dir.join("store"))
+        .map_err(anyhow::Error::from)
+        .and_then(|store| Engine::open(store, &node, policy, twins).map_err(anyhow::Error::from))
+    {
+        Ok(engine) => Arc::new(engine),
+        Err(err) => {
+            tracing::error!("cannot open the store: {err:#}");
+            return ExitCode::from(3);
+        }
+    };
+    match engine.boot(&config.boot_marker) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deployments = n, "first start after a boot: re-provisioning"),
+        Err(err) => tracing::warn!("boot handling failed: {err}"),
+    }
+    let client = match Client::connect(&config.redis).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!("cannot reach the bus: {err}");
+            return ExitCode::from(4);
+        }
+    };
+    let managers = ModuleManagers::new(client);
+    let jobs = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = zos_types::Timestamp(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(1, |d| d.as_secs() as i64),
+                );
+                match engine.run_one(&managers, now).await {
+                    Ok(true) => {}
+                    Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(err) => {
+                        tracing::error!("job failed: {err}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+    };
+    let mut server = Server::new("provision", config.redis.clone(), 4);
+    server.register(ProvisionServer(Arc::new(Service { engine: engine.clone() })));
+    server.register(StatisticsServer(Arc::new(Service { engine: engine.clone() })));
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    };
+    let served = server.run(shutdown).await;
+    jobs.abort();
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("bus failure: {err}");
+            ExitCode::from(4)
+        }
+    }
+}

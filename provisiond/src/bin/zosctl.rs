@@ -1,0 +1,189 @@
+//! `zosctl`: talks to provisiond over zbus. Signs deployments with a twin's key file (hex ed25519 seed).
+//!
+//! Exit codes: 0 done; 1 the node refused or failed (the message says why, with its code); 2 bad input.
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use zos_provisiond::interface::{ProvisionClient, StatisticsClient};
+use zos_types::{Deployment, SigningKey};
+use zos_zbus::Client;
+
+#[derive(Parser)]
+#[command(name = "zosctl", version, about = "Deploy to and inspect a ZOS node")]
+struct Cli {
+    /// The node's zbus Redis.
+    #[arg(long, env = "ZOS_REDIS", default_value = "unix:///var/run/redis.sock")]
+    redis: String,
+    /// Your twin id.
+    #[arg(long, env = "ZOS_TWIN")]
+    twin: u32,
+    /// Your ed25519 key (a file holding the 32-byte seed in hex), to sign deployments.
+    #[arg(long, env = "ZOS_KEY")]
+    key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deploy a deployment (JSON, ZOS shape); it is signed with --key.
+    Deploy { file: PathBuf },
+    /// Update a deployment (the next version).
+    Update { file: PathBuf },
+    /// Delete a deployment.
+    Delete { contract: u64 },
+    /// Pause a deployment.
+    Pause { contract: u64 },
+    /// Resume a deployment.
+    Resume { contract: u64 },
+    /// Show a deployment.
+    Get { contract: u64 },
+    /// List your deployments.
+    List,
+    /// A deployment's result log.
+    Changes { contract: u64 },
+    /// The node's counters.
+    Counters,
+}
+
+fn print(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+fn signed(cli: &Cli, file: &PathBuf) -> anyhow::Result<Deployment> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut deployment: Deployment =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid deployment", file.display()))?;
+    let key_file = cli.key.as_ref().ok_or_else(|| anyhow!("--key is needed to sign a deployment"))?;
+    let seed = std::fs::read_to_string(key_file).with_context(|| format!("cannot read {}", key_file.display()))?;
+    let seed: [u8; 32] = hex::decode(seed.trim())
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| anyhow!("{}: expected a 32-byte seed in hex", key_file.display()))?;
+    deployment.signature_requirement.signatures.retain(|s| s.twin_id != cli.twin);
+    deployment.sign(cli.twin, &SigningKey::from_bytes(&seed));
+    Ok(deployment)
+}
+
+async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
+    let bad = |err: anyhow::Error| (2u8, err);
+    let failed =
+        |err: zos_zbus::ZbusError| (1u8, anyhow!("{}{err}", err.code().map(|c| format!("[{c}] ")).unwrap_or_default()));
+    let client = Client::with_deadline(&cli.redis, Duration::from_secs(60)).await.map_err(failed)?;
+    let provision = ProvisionClient::new(client.clone(), "provision");
+    let twin = cli.twin;
+    match &cli.command {
+        Command::Deploy { file } | Command::Update { file } => {
+            let update = matches!(cli.command, Command::Update { .. });
+            let deployment = signed(&cli, file).map_err(bad)?;
+            let admission = provision.create_or_update(twin, deployment, update).await.map_err(failed)?;
+            print(cli.json, &admission, || {
+                if admission.accepted {
+                    format!("accepted (job {})", admission.job.unwrap_or_default())
+                } else {
+                    let mut lines = vec!["refused: it does not fit".to_string()];
+                    for wl in &admission.workloads {
+                        for short in &wl.shortfalls {
+                            lines.push(format!("  {} ({}): {}", wl.name, wl.kind, short.message));
+                        }
+                    }
+                    lines.join("\n")
+                }
+            })
+            .map_err(bad)?;
+            if admission.accepted { Ok(()) } else { Err((1, anyhow!("refused at the door"))) }
+        }
+        Command::Delete { contract } => {
+            let job = provision.deprovision(twin, *contract, "deleted by zosctl".into()).await.map_err(failed)?;
+            print(cli.json, &job, || format!("deletion queued (job {job})")).map_err(bad)
+        }
+        Command::Pause { contract } => {
+            let job = provision.pause(twin, *contract).await.map_err(failed)?;
+            print(cli.json, &job, || format!("pause queued (job {job})")).map_err(bad)
+        }
+        Command::Resume { contract } => {
+            let job = provision.resume(twin, *contract).await.map_err(failed)?;
+            print(cli.json, &job, || format!("resume queued (job {job})")).map_err(bad)
+        }
+        Command::Get { contract } => {
+            let deployment = provision.get(twin, *contract).await.map_err(failed)?;
+            print(cli.json, &deployment, || {
+                let mut lines = vec![format!(
+                    "twin {} contract {} version {}",
+                    deployment.twin_id, deployment.contract_id, deployment.version
+                )];
+                for wl in &deployment.workloads {
+                    lines.push(format!(
+                        "  {:<20} {:<20} {:<8} {}",
+                        wl.name,
+                        wl.kind(),
+                        wl.result.state,
+                        wl.result.error
+                    ));
+                }
+                lines.join("\n")
+            })
+            .map_err(bad)
+        }
+        Command::List => {
+            let deployments = provision.list(twin).await.map_err(failed)?;
+            print(cli.json, &deployments, || {
+                deployments
+                    .iter()
+                    .map(|d| {
+                        format!("contract {} version {} ({} workloads)", d.contract_id, d.version, d.workloads.len())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .map_err(bad)
+        }
+        Command::Changes { contract } => {
+            let changes = provision.changes(twin, *contract).await.map_err(failed)?;
+            print(cli.json, &changes, || {
+                changes
+                    .iter()
+                    .map(|wl| format!("{} {} {} {}", wl.result.created.0, wl.name, wl.result.state, wl.result.error))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .map_err(bad)
+        }
+        Command::Counters => {
+            let counters = StatisticsClient::new(client, "provision").get_counters().await.map_err(failed)?;
+            print(cli.json, &counters, || {
+                format!(
+                    "total {:?}\nused {:?}\nsystem {:?}\ndeployments {} workloads {}",
+                    counters.total,
+                    counters.used,
+                    counters.system,
+                    counters.users.deployments,
+                    counters.users.workloads
+                )
+            })
+            .map_err(bad)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, err)) => {
+            eprintln!("zosctl: {err:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `provision@0.0.1` and `statistics@0.0.1` on zbus.
+
+use crate::engine::Counters;
+use serde::{Deserialize, Serialize};
+use zos_planner::Shortfall;
+use zos_types::{Capacity, Deployment, Workload};
+
+/// The verdict on one workload of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadOutcome {
+    /// Name.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `admit` or `reject`.
+    pub verdict: String,
+    /// Every shortfall of a rejected workload.
+    #[serde(default)]
+    pub shortfalls: Vec<Shortfall>,
+}
+
+/// The answer to `CreateOrUpdate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Admission {
+    /// Stored, with its job; false: refused at the door and nothing stored.
+    pub accepted: bool,
+    /// The job that runs it.
+    pub job: Option<u64>,
+    /// Each workload judged (empty when accepted without a judgement to show).
+    pub workloads: Vec<WorkloadOutcome>,
+}
+
+/// A GPU and the contract using it (0 when free).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuUse {
+    /// PCI slot.
+    pub id: String,
+    /// Vendor id.
+    pub vendor: String,
+    /// Device id.
+    pub device: String,
+    /// Contract holding it, 0 when free.
+    pub contract: u64,
+}
+
+zos_zbus::interface! {
+    /// provisiond's deployment API.
+    pub trait ProvisionModule, client ProvisionClient, server ProvisionServer, object("provision", "0.0.1") {
+        /// Creates (`update = false`) or updates a twin's deployment; refused at the door when it does not fit.
+        "CreateOrUpdate" => fn create_or_update(twin: u32, deployment: Deployment, update: bool) -> Admission;
+        /// Queues the removal of a deployment; returns the job.
+        "Deprovision" => fn deprovision(twin: u32, contract: u64, reason: String) -> u64;
+        /// Queues pausing a deployment.
+        "Pause" => fn pause(twin: u32, contract: u64) -> u64;
+        /// Queues resuming a deployment.
+        "Resume" => fn resume(twin: u32, contract: u64) -> u64;
+        /// A twin's deployment with its current results.
+        "Get" => fn get(twin: u32, contract: u64) -> Deployment;
+        /// A twin's deployments.
+        "List" => fn list(twin: u32) -> Vec<Deployment>;
+        /// The result log of a twin's deployment.
+        "Changes" => fn changes(twin: u32, contract: u64) -> Vec<Workload>;
+        /// A workload's state by id (`twin-contract-name`), and whether it exists.
+        "GetWorkloadStatus" => fn get_workload_status(id: String) -> (String, bool);
+        /// Public IPv4 addresses held by workloads.
+        "ListPublicIPs" => fn list_public_ips() -> Vec<String>;
+        /// Private addresses of a twin's VMs on one of its networks.
+        "ListPrivateIPs" => fn list_private_ips(twin: u32, network: String) -> Vec<String>;
+    }
+}
+
+zos_zbus::interface! {
+    /// provisiond's capacity statistics.
+    pub trait StatisticsModule, client StatisticsClient, server StatisticsServer, object("statistics", "0.0.1") {
+        /// The node's capacity.
+        "Total" => fn total() -> Capacity;
+        /// What is used, the system's reservation included.
+        "Current" => fn current() -> Capacity;
+        /// Workloads holding capacity.
+        "Workloads" => fn workloads() -> u64;
+        /// ZOS's counters.
+        "GetCounters" => fn get_counters() -> Counters;
+        /// GPUs and who uses them.
+        "ListGPUs" => fn list_gpus() -> Vec<GpuUse>;
+    }
+}
