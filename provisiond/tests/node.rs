@@ -1,0 +1,263 @@
+//! End to end on a real node: a private Redis, storaged on loop devices, networkd in namespaces of its
+//! own (both served in-process, through their real libraries and zbus servers), and the provisiond
+//! binary. A deployment with network, zmount, volume, zdb and ip is admitted, provisioned and checked
+//! against the modules; a zmachine fails with "module unavailable" and gives its capacity back; a
+//! deployment that does not fit is refused at the door with nothing stored; identity is enforced; a
+//! delete removes what the modules made. Needs root (loop devices, mounts, namespaces); CI is root.
+
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zos_networkd::interface::NetworkServer;
+use zos_provisiond::interface::{ProvisionClient, StatisticsClient};
+use zos_storaged::interface::{StorageClient, StorageServer};
+use zos_types::{Deployment, ResultState, SigningKey};
+use zos_zbus::local_redis::LocalRedis;
+use zos_zbus::{Client, Server};
+
+const GIB: u64 = 1 << 30;
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|err| panic!("{program}: {err}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn quiet(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Everything the test makes, removed on drop.
+struct Node {
+    dir: tempfile::TempDir,
+    loops: Vec<String>,
+    namespaces: Vec<String>,
+    links: Vec<String>,
+    provisiond: Option<Child>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.provisiond.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let root = std::fs::canonicalize(self.dir.path()).unwrap_or_default();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|t| std::path::Path::new(t).starts_with(&root))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in mounts {
+            let _ = quiet("umount", &["-l", mount]);
+        }
+        for device in &self.loops {
+            let _ = quiet("losetup", &["-d", device]);
+        }
+        for ns in &self.namespaces {
+            let _ = quiet("ip", &["netns", "del", ns]);
+        }
+        for link in &self.links {
+            let _ = quiet("ip", &["link", "del", link]);
+        }
+    }
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[11; 32])
+}
+
+fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deployment {
+    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": twin, "contract_id": contract,
+        "signature_requirement": {"requests": [{"twin_id": twin, "required": true, "weight": 1}], "weight_required": 1},
+        "workloads": workloads}))
+    .expect("deployment");
+    dl.sign(twin, &key());
+    dl
+}
+
+async fn settled(provision: &ProvisionClient, twin: u32, contract: u64) -> Deployment {
+    let started = Instant::now();
+    loop {
+        let dl = provision.get(twin, contract).await.expect("get");
+        if dl.workloads.iter().all(|wl| wl.result.state != ResultState::Init) {
+            return dl;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the job never ran: {dl:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_end_to_end() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED a_node_end_to_end: needs root for loop devices, mounts and namespaces (CI runs as root)");
+        return;
+    }
+    let pid = std::process::id() % 100_000;
+    let tag = format!("ze{pid}");
+    let mut node = Node {
+        dir: tempfile::tempdir().expect("tempdir"),
+        loops: Vec::new(),
+        namespaces: vec![format!("{tag}ndmz")],
+        links: vec![format!("{tag}pb")],
+        provisiond: None,
+    };
+    let path = |name: &str| node.dir.path().join(name);
+    for (name, size) in [("ssd.img", 32 * GIB), ("hdd.img", 32 * GIB)] {
+        let file = path(name);
+        std::fs::File::create(&file).expect("image").set_len(size).expect("size");
+        let device = sh("losetup", &["-f", "--show", file.to_str().expect("path")]);
+        node.loops.push(device);
+    }
+    let redis = LocalRedis::start(node.dir.path()).unwrap_or_else(|err| panic!("{err}"));
+
+    // storaged and networkd, in-process, on the bus.
+    let storage_config = zos_storaged::Config::parse(&format!(
+        "devices = [\"{ssd}\", \"{hdd}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\n[overrides]\n\"{ssd}\" = \"ssd\"\n\"{hdd}\" = \"hdd\"\n",
+        path("mnt").display(),
+        path("cache").display(),
+        ssd = node.loops[0],
+        hdd = node.loops[1],
+    ))
+    .expect("storaged config");
+    let storage =
+        Arc::new(tokio::task::block_in_place(|| zos_storaged::Storage::start(storage_config)).expect("storaged"));
+    let mut storage_server = Server::new("storage", redis.url(), 2);
+    storage_server.register(StorageServer(storage.clone()));
+    tokio::spawn(storage_server.run(std::future::pending()));
+    let network_config = zos_networkd::Config::parse(&format!(
+        "state_dir = \"{}\"\nredis = \"{}\"\nndmz_namespace = \"{tag}ndmz\"\npublic_bridge = \"{tag}pb\"\npublic_ips = [\"203.0.113.20/24\"]\npublic_gateway = \"203.0.113.1\"\n",
+        path("networkd").display(),
+        redis.url()
+    ))
+    .expect("networkd config");
+    let network =
+        Arc::new(tokio::task::block_in_place(|| zos_networkd::Networker::start(network_config)).expect("networkd"));
+    let mut network_server = Server::new("network", redis.url(), 1);
+    network_server.register(NetworkServer(network.clone()));
+    tokio::spawn(network_server.run(std::future::pending()));
+
+    // provisiond, the binary, with the node as storaged sees it.
+    let pools: Vec<serde_json::Value> = storage
+        .pools()
+        .iter()
+        .map(|pool| json!({"name": pool.name, "kind": pool.kind.as_str(), "size": pool.size.bytes()}))
+        .collect();
+    std::fs::write(
+        path("node.json"),
+        json!({"cru": 8, "mru": 16 * GIB, "pools": pools, "public_ips": ["203.0.113.20/24"]}).to_string(),
+    )
+    .expect("node");
+    std::fs::create_dir_all(path("twins")).expect("twins");
+    std::fs::write(path("twins").join("77"), hex::encode(key().verifying_key().to_bytes())).expect("twin key");
+    std::fs::write(
+        path("provisiond.toml"),
+        format!(
+            "redis = \"{}\"\nstate_dir = \"{}\"\ntwins = \"{}\"\nnode = \"{}\"\nboot_marker = \"{}\"\n",
+            redis.url(),
+            path("provisiond").display(),
+            path("twins").display(),
+            path("node.json").display(),
+            path("run/provisiond").display()
+        ),
+    )
+    .expect("config");
+    node.provisiond = Some(
+        Command::new(env!("CARGO_BIN_EXE_provisiond"))
+            .args(["--config", path("provisiond.toml").to_str().expect("path")])
+            .stderr(std::fs::File::create(path("provisiond.log")).expect("log"))
+            .spawn()
+            .expect("provisiond"),
+    );
+    let client = Client::with_deadline(&redis.url(), Duration::from_secs(60)).await.expect("client");
+    let provision = ProvisionClient::new(client.clone(), "provision");
+    let statistics = StatisticsClient::new(client.clone(), "provision");
+    let started = Instant::now();
+    while statistics.get_counters().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "provisiond did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A deployment with network, zmount, volume, zdb and ip: admitted, provisioned, real.
+    let dl = deployment(
+        77,
+        1,
+        json!([
+            {"name": "net", "type": "network", "data": {"ip_range": "10.95.0.0/16", "subnet": "10.95.1.0/24", "wireguard_private_key": "key", "wireguard_listen_port": 32001}},
+            {"name": "disk", "type": "zmount", "data": {"size": GIB}},
+            {"name": "vol", "type": "volume", "data": {"size": GIB / 2}},
+            {"name": "db", "type": "zdb", "data": {"size": GIB, "mode": "seq"}},
+            {"name": "pub", "type": "ip", "data": {"v4": true}},
+        ]),
+    );
+    let admission = provision.create_or_update(77, dl, false).await.expect("create");
+    assert!(admission.accepted, "{admission:?}");
+    let done = settled(&provision, 77, 1).await;
+    for wl in &done.workloads {
+        assert_eq!(wl.result.state, ResultState::Ok, "{} failed: {}", wl.name, wl.result.error);
+    }
+    let storage_client = StorageClient::new(client.clone(), "storage");
+    assert!(storage_client.disk_exists("77-1-disk".into()).await.expect("disk"));
+    assert_eq!(storage_client.volume_lookup("77-1-vol".into()).await.expect("volume").usage.size, GIB / 2);
+    assert_eq!(storage_client.devices().await.expect("devices").len(), 1, "the zdb took the HDD");
+    let netid = zos_types::network_id(77, "net");
+    assert!(zos_networkd::network::namespace_exists(&format!("n-{netid}")));
+    node.namespaces.push(format!("n-{netid}"));
+    node.links.push(format!("b-{netid}"));
+    let tap = format!("p-{}", zos_types::WorkloadId::new(77, 1, "pub").unique("pub"));
+    node.links.push(tap.clone());
+    assert!(quiet("ip", &["link", "show", "dev", &tap]), "the public tap exists");
+    assert_eq!(provision.list_public_ips().await.expect("ips"), ["203.0.113.20/24"]);
+
+    // A zmachine: vmd does not exist yet, so it fails clearly and gives its capacity back.
+    let vm = deployment(
+        77,
+        2,
+        json!([{"name": "vm", "type": "zmachine", "data": {
+        "network": {"interfaces": [{"network": "net", "ip": "10.95.1.5"}]}, "compute_capacity": {"cpu": 2, "memory": 4 * GIB}}}]),
+    );
+    assert!(provision.create_or_update(77, vm, false).await.expect("create vm").accepted);
+    let vm = settled(&provision, 77, 2).await;
+    assert_eq!(vm.workloads[0].result.state, ResultState::Error);
+    assert!(vm.workloads[0].result.error.contains("module unavailable"));
+    assert_eq!(statistics.get_counters().await.expect("counters").users.workloads, 5, "the failed VM holds nothing");
+
+    // Too big: refused at the door with the numbers, nothing stored.
+    let big = deployment(77, 3, json!([{"name": "big", "type": "zmount", "data": {"size": 100 * GIB}}]));
+    let admission = provision.create_or_update(77, big, false).await.expect("answer");
+    assert!(!admission.accepted);
+    assert_eq!(admission.workloads[0].shortfalls[0].requested, 100 * GIB);
+    assert_eq!(provision.get(77, 3).await.expect_err("nothing stored").code(), Some("not_found"));
+
+    // Identity: another twin, a forged signature.
+    let theirs = deployment(77, 4, json!([{"name": "d", "type": "zmount", "data": {"size": GIB}}]));
+    assert_eq!(
+        provision.create_or_update(78, theirs.clone(), false).await.expect_err("twin").code(),
+        Some("forbidden")
+    );
+    let mut forged = theirs;
+    forged.metadata = "tampered".into();
+    assert_eq!(provision.create_or_update(77, forged, false).await.expect_err("forged").code(), Some("forbidden"));
+    assert_eq!(
+        provision.get(78, 1).await.expect_err("not theirs").code(),
+        Some("not_found"),
+        "a twin sees only its own"
+    );
+
+    // Delete: the modules' resources go.
+    provision.deprovision(77, 1, "test".into()).await.expect("delete");
+    let started = Instant::now();
+    while provision.get(77, 1).await.is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the deletion never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!storage_client.disk_exists("77-1-disk".into()).await.expect("disk"));
+    assert!(!storage_client.volume_exists("77-1-vol".into()).await.expect("volume"));
+    assert!(!zos_networkd::network::namespace_exists(&format!("n-{netid}")));
+    assert!(!quiet("ip", &["link", "show", "dev", &tap]));
+    storage.unmount_all();
+}
