@@ -79,6 +79,14 @@ fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deploym
     dl
 }
 
+fn spawn_provisiond(dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["--config", dir.join("provisiond.toml").to_str().expect("path")])
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("provisiond.log")).expect("log"))
+        .spawn()
+        .expect("provisiond")
+}
+
 async fn settled(provision: &ProvisionClient, twin: u32, contract: u64) -> Deployment {
     let started = Instant::now();
     loop {
@@ -166,13 +174,7 @@ async fn a_node_end_to_end() {
         ),
     )
     .expect("config");
-    node.provisiond = Some(
-        Command::new(env!("CARGO_BIN_EXE_provisiond"))
-            .args(["--config", path("provisiond.toml").to_str().expect("path")])
-            .stderr(std::fs::File::create(path("provisiond.log")).expect("log"))
-            .spawn()
-            .expect("provisiond"),
-    );
+    node.provisiond = Some(spawn_provisiond(node.dir.path()));
     let client = Client::with_deadline(&redis.url(), Duration::from_secs(60)).await.expect("client");
     let provision = ProvisionClient::new(client.clone(), "provision");
     let statistics = StatisticsClient::new(client.clone(), "provision");
@@ -246,6 +248,71 @@ async fn a_node_end_to_end() {
         provision.get(78, 1).await.expect_err("not theirs").code(),
         Some("not_found"),
         "a twin sees only its own"
+    );
+
+    // Update: growing the disk within capacity is accepted and applied; past it, refused.
+    let mut grown = provision.get(77, 1).await.expect("get");
+    grown.version = 1;
+    let disk = grown.workloads.iter_mut().find(|wl| wl.name == "disk").expect("disk");
+    disk.version = 1;
+    disk.data = zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(2) });
+    grown.signature_requirement.signatures.clear();
+    grown.sign(77, &key());
+    let mut overflow = grown.clone();
+    assert!(provision.create_or_update(77, grown, true).await.expect("update").accepted);
+    let updated = settled(&provision, 77, 1).await;
+    assert_eq!(updated.version, 1);
+    assert_eq!(
+        storage_client.disk_lookup("77-1-disk".into()).await.expect("disk").size as u64,
+        2 * GIB,
+        "the vdisk grew"
+    );
+    overflow.version = 2;
+    let disk = overflow.workloads.iter_mut().find(|wl| wl.name == "disk").expect("disk");
+    disk.version = 2;
+    disk.data = zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(500) });
+    overflow.signature_requirement.signatures.clear();
+    overflow.sign(77, &key());
+    assert!(!provision.create_or_update(77, overflow, true).await.expect("answer").accepted, "refused at the door");
+    assert_eq!(provision.get(77, 1).await.expect("get").version, 1, "nothing changed");
+
+    // SIGKILL provisiond right after accepting a deployment; after a restart it converges, without
+    // double booking.
+    let before = statistics.get_counters().await.expect("counters");
+    let late = deployment(77, 5, json!([{"name": "late", "type": "volume", "data": {"size": GIB}}]));
+    assert!(provision.create_or_update(77, late, false).await.expect("create").accepted);
+    if let Some(mut child) = node.provisiond.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    node.provisiond = Some(spawn_provisiond(node.dir.path()));
+    let done = settled(&provision, 77, 5).await;
+    assert_eq!(done.workloads[0].result.state, ResultState::Ok);
+    let after = statistics.get_counters().await.expect("counters");
+    assert_eq!(after.users.workloads, before.users.workloads + 1, "counted once");
+    assert!(storage_client.volume_exists("77-5-late".into()).await.expect("volume"));
+
+    // A simulated reboot: the tmpfs marker is gone; everything alive is provisioned again, counted once.
+    if let Some(mut child) = node.provisiond.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    std::fs::remove_file(path("run/provisiond")).expect("marker");
+    storage_client
+        .volume_delete("77-5-late".into())
+        .await
+        .expect("lose a volume, as a reboot of a tmpfs-backed module could");
+    node.provisiond = Some(spawn_provisiond(node.dir.path()));
+    let started = Instant::now();
+    while !storage_client.volume_exists("77-5-late".into()).await.expect("volume") {
+        assert!(started.elapsed() < Duration::from_secs(60), "the reboot did not re-provision");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(path("run/provisiond").exists(), "the marker is back");
+    assert_eq!(
+        statistics.get_counters().await.expect("counters").users.workloads,
+        after.users.workloads,
+        "nothing counted twice"
     );
 
     // Delete: the modules' resources go.
