@@ -97,5 +97,7 @@ zos_zbus::interface! {
         "GetIPv6From4" => fn ipv6_from_4(netid: String, ip: String) -> String;
         /// WireGuard ports in use.
         "WireguardPorts" => fn wireguard_ports() -> Vec<u16>;
+        /// The network resources that exist, by network id.
+        "Networks" => fn networks() -> Vec<String>;
     }
 }

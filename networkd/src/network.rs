@@ -400,6 +400,11 @@ impl Networker {
             .collect()
     }
 
+    /// The network resources that exist (recorded and with their namespace), by network id.
+    pub fn networks(&self) -> Vec<String> {
+        self.lock().networks.keys().filter(|netid| namespace_exists(&NrNames::new(netid).namespace)).cloned().collect()
+    }
+
     /// WireGuard ports in use by network resources.
     pub fn wireguard_ports(&self) -> Vec<u16> {
         self.lock().networks.values().map(|record| record.port).collect()

@@ -41,4 +41,7 @@ impl NetworkModule for Networker {
     async fn wireguard_ports(&self) -> Result<Vec<u16>, RemoteError> {
         Ok(Networker::wireguard_ports(self))
     }
+    async fn networks(&self) -> Result<Vec<String>, RemoteError> {
+        Ok(Networker::networks(self))
+    }
 }

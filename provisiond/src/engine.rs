@@ -298,6 +298,22 @@ impl<K: KeyGetter> Engine<K> {
         Ok(queued)
     }
 
+    /// Every workload that should exist on the modules now (`ok` or `paused`), with its id.
+    pub fn live_workloads(&self) -> Result<Vec<(WorkloadId, Workload)>, EngineError> {
+        let mut live = Vec::new();
+        for twin in self.store.twins()? {
+            for contract in self.store.by_twin(twin)? {
+                let deployment = self.store.get(twin, contract)?;
+                for workload in &deployment.workloads {
+                    if workload.result.state.is_okay() {
+                        live.push((deployment.workload_id(&workload.name), workload.clone()));
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+
     /// `Deprovision`: queues the removal of a twin's deployment.
     pub fn deprovision(&self, twin: u32, contract: u64, reason: &str) -> Result<JobId, EngineError> {
         self.store.get(twin, contract)?;

@@ -31,6 +31,17 @@ pub struct Admission {
     pub workloads: Vec<WorkloadOutcome>,
 }
 
+/// A disagreement between what the node holds and what the modules report.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// `missing` (held, but the module has nothing) or `orphan` (the module has it, nothing holds it).
+    pub kind: String,
+    /// `storage` or `network`.
+    pub module: String,
+    /// The resource (volume, vdisk, network id, tap).
+    pub resource: String,
+}
+
 /// A GPU and the contract using it (0 when free).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuUse {
@@ -67,6 +78,8 @@ zos_zbus::interface! {
         "ListPublicIPs" => fn list_public_ips() -> Vec<String>;
         /// Private addresses of a twin's VMs on one of its networks.
         "ListPrivateIPs" => fn list_private_ips(twin: u32, network: String) -> Vec<String>;
+        /// Compares what the node holds with what storaged and networkd report.
+        "Reconcile" => fn reconcile() -> Vec<DriftReport>;
     }
 }
 

@@ -34,6 +34,84 @@ impl ModuleManagers {
     }
 }
 
+impl ModuleManagers {
+    /// The reconciler: what `live` (the workloads that should exist) implies, against what storaged and
+    /// networkd report. Missing resources and orphans (resources named like a workload that no live
+    /// workload explains) are both reported.
+    pub async fn reconcile(
+        &self,
+        live: &[(WorkloadId, Workload)],
+    ) -> Result<Vec<crate::interface::DriftReport>, String> {
+        use std::collections::BTreeSet;
+        let report = |kind: &str, module: &str, resource: String| crate::interface::DriftReport {
+            kind: kind.into(),
+            module: module.into(),
+            resource,
+        };
+        let volumes: BTreeSet<String> =
+            self.storage.volume_list().await.map_err(text)?.into_iter().map(|v| v.name).collect();
+        let disks: BTreeSet<String> = self
+            .storage
+            .disk_list()
+            .await
+            .map_err(text)?
+            .into_iter()
+            .filter_map(|d| std::path::Path::new(&d.path).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        let networks: BTreeSet<String> = self.network.networks().await.map_err(text)?.into_iter().collect();
+        let taps: BTreeSet<String> = self
+            .network
+            .public_ips()
+            .await
+            .map_err(text)?
+            .into_iter()
+            .map(|p| p.tap)
+            .filter(|t| !t.is_empty())
+            .collect();
+        let (mut want_volumes, mut want_disks, mut want_networks, mut want_taps) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for (id, workload) in live {
+            match &workload.data {
+                WorkloadData::Volume(_) => {
+                    want_volumes.insert(id.to_string());
+                }
+                WorkloadData::ZMount(_) => {
+                    want_disks.insert(id.to_string());
+                }
+                WorkloadData::Network(_) => {
+                    if let Some((twin, _, _)) = id.parts() {
+                        want_networks.insert(zos_types::network_id(twin, &workload.name));
+                    }
+                }
+                WorkloadData::Ip(ip) if ip.v4 => {
+                    want_taps.insert(format!("p-{}", Self::tap(id)));
+                }
+                WorkloadData::Ipv4(_) => {
+                    want_taps.insert(format!("p-{}", Self::tap(id)));
+                }
+                _ => {}
+            }
+        }
+        let workload_like = |name: &str| WorkloadId::parse(name).is_some();
+        let mut drifts = Vec::new();
+        for (module, want, have, owned) in [
+            ("storage", &want_volumes, &volumes, true),
+            ("storage", &want_disks, &disks, true),
+            ("network", &want_networks, &networks, false),
+            ("network", &want_taps, &taps, false),
+        ] {
+            drifts.extend(want.difference(have).map(|r| report("missing", module, r.clone())));
+            drifts.extend(
+                have.difference(want)
+                    .filter(|r| !owned || workload_like(r))
+                    .map(|r| report("orphan", module, r.clone())),
+            );
+        }
+        drifts.sort();
+        Ok(drifts)
+    }
+}
+
 impl Managers for ModuleManagers {
     async fn provision(
         &self,

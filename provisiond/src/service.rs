@@ -1,7 +1,8 @@
 //! The zbus API served by the engine.
 
 use crate::engine::{Counters, Engine, EngineError, Outcome};
-use crate::interface::{Admission, GpuUse, ProvisionModule, StatisticsModule, WorkloadOutcome};
+use crate::interface::{Admission, DriftReport, GpuUse, ProvisionModule, StatisticsModule, WorkloadOutcome};
+use crate::modules::ModuleManagers;
 use crate::twins::TwinRegistry;
 use std::sync::Arc;
 use zos_planner::Verdict;
@@ -12,6 +13,8 @@ use zos_zbus::RemoteError;
 pub struct Service {
     /// The engine.
     pub engine: Arc<Engine<TwinRegistry>>,
+    /// The modules, for the reconciler.
+    pub modules: ModuleManagers,
 }
 
 fn remote(err: EngineError) -> RemoteError {
@@ -93,6 +96,9 @@ impl ProvisionModule for Service {
         let ledger = self.engine.ledger_snapshot();
         Ok(ledger.reservations().filter_map(|(_, r)| ledger.assignment(r).ip).collect())
     }
+    async fn reconcile(&self) -> Result<Vec<DriftReport>, RemoteError> {
+        self.drift().await
+    }
     async fn list_private_ips(&self, twin: u32, network: String) -> Result<Vec<String>, RemoteError> {
         blocking(|| {
             let store = self.engine.store();
@@ -114,6 +120,14 @@ impl ProvisionModule for Service {
             }
             Ok(ips)
         })
+    }
+}
+
+impl Service {
+    /// Runs the reconciler.
+    pub async fn drift(&self) -> Result<Vec<DriftReport>, RemoteError> {
+        let live = blocking(|| self.engine.live_workloads())?;
+        self.modules.reconcile(&live).await.map_err(|err| RemoteError::new("unavailable", err))
     }
 }
 

@@ -214,6 +214,17 @@ async fn a_node_end_to_end() {
     node.links.push(tap.clone());
     assert!(quiet("ip", &["link", "show", "dev", &tap]), "the public tap exists");
     assert_eq!(provision.list_public_ips().await.expect("ips"), ["203.0.113.20/24"]);
+    assert_eq!(provision.reconcile().await.expect("reconcile"), Vec::new(), "the modules match the ledger");
+    storage_client.volume_create("77-9-stray".into(), GIB / 4).await.expect("a stray volume");
+    storage_client.disk_delete("77-1-disk".into()).await.expect("lose a disk");
+    let drift = provision.reconcile().await.expect("reconcile");
+    let seen: Vec<(String, String)> = drift.iter().map(|d| (d.kind.clone(), d.resource.clone())).collect();
+    assert_eq!(
+        seen,
+        [("missing".to_string(), "77-1-disk".to_string()), ("orphan".to_string(), "77-9-stray".to_string())]
+    );
+    storage_client.volume_delete("77-9-stray".into()).await.expect("clean");
+    storage_client.disk_create("77-1-disk".into(), GIB).await.expect("restore");
 
     // A zmachine: vmd does not exist yet, so it fails clearly and gives its capacity back.
     let vm = deployment(

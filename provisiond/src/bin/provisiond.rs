@@ -101,7 +101,31 @@ async fn main() -> ExitCode {
             return ExitCode::from(4);
         }
     };
-    let managers = ModuleManagers::new(client);
+    let managers = ModuleManagers::new(client.clone());
+    let service = Arc::new(Service { engine: engine.clone(), modules: managers.clone() });
+    // The reconciler runs every minute and publishes what it finds on the `Drift` stream.
+    let reconciler = {
+        let service = service.clone();
+        let publisher: zos_zbus::Publisher<Vec<zos_provisiond::interface::DriftReport>> = zos_zbus::Publisher::new(
+            client,
+            "provision",
+            &zos_provisiond::interface::ProvisionClient::object(),
+            "Drift",
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                match service.drift().await {
+                    Ok(drift) if drift.is_empty() => {}
+                    Ok(drift) => {
+                        tracing::warn!(count = drift.len(), "drift between the ledger and the modules: {drift:?}");
+                        let _ = publisher.publish(&drift).await;
+                    }
+                    Err(err) => tracing::warn!("reconciler: {err}"),
+                }
+            }
+        })
+    };
     let jobs = {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -123,8 +147,8 @@ async fn main() -> ExitCode {
         })
     };
     let mut server = Server::new("provision", config.redis.clone(), 4);
-    server.register(ProvisionServer(Arc::new(Service { engine: engine.clone() })));
-    server.register(StatisticsServer(Arc::new(Service { engine: engine.clone() })));
+    server.register(ProvisionServer(service.clone()));
+    server.register(StatisticsServer(service));
     let shutdown = async {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(term) => term,
@@ -137,6 +161,7 @@ async fn main() -> ExitCode {
     };
     let served = server.run(shutdown).await;
     jobs.abort();
+    reconciler.abort();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -50,6 +50,8 @@ enum Command {
     Changes { contract: u64 },
     /// The node's counters.
     Counters,
+    /// What the node holds against what the modules report (the reconciler).
+    Drift,
 }
 
 fn print(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String) -> anyhow::Result<()> {
@@ -157,6 +159,21 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
                     .map(|wl| format!("{} {} {} {}", wl.result.created.0, wl.name, wl.result.state, wl.result.error))
                     .collect::<Vec<_>>()
                     .join("\n")
+            })
+            .map_err(bad)
+        }
+        Command::Drift => {
+            let drift = provision.reconcile().await.map_err(failed)?;
+            print(cli.json, &drift, || {
+                if drift.is_empty() {
+                    "no drift".to_string()
+                } else {
+                    drift
+                        .iter()
+                        .map(|d| format!("{} {} {}", d.kind, d.module, d.resource))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
             })
             .map_err(bad)
         }
