@@ -54,6 +54,17 @@ pub enum Outcome {
     Refused(Vec<WorkloadVerdict>),
 }
 
+/// A workload's new state, for the operators' stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StateChange {
+    /// The workload (`twin-contract-name`).
+    pub id: String,
+    /// Its new state.
+    pub state: String,
+    /// The message that came with it.
+    pub message: String,
+}
+
 /// What runs a workload on the node (storaged, networkd, vmd, ... behind their zbus clients).
 pub trait Managers: Send + Sync {
     /// Provisions a workload (idempotently) with what the ledger granted it (pool, address, GPUs); its
@@ -106,6 +117,7 @@ pub struct Engine<K> {
     store: Store,
     ledger: Mutex<Ledger>,
     twins: K,
+    changes: Mutex<Vec<StateChange>>,
 }
 
 fn result(state: ResultState, error: String, data: serde_json::Value, now: Timestamp) -> WorkloadResult {
@@ -124,11 +136,26 @@ impl<K: KeyGetter> Engine<K> {
         for drift in store.check_consistency()? {
             tracing::warn!("store drift: {drift}");
         }
-        Ok(Engine { store, ledger: Mutex::new(ledger), twins })
+        Ok(Engine { store, ledger: Mutex::new(ledger), twins, changes: Mutex::new(Vec::new()) })
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state changes recorded since the last call, oldest first.
+    pub fn take_changes(&self) -> Vec<StateChange> {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records committed results for the stream.
+    fn announce<'a>(&self, twin: u32, contract: u64, workloads: impl IntoIterator<Item = &'a Workload>) {
+        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        changes.extend(workloads.into_iter().map(|wl| StateChange {
+            id: WorkloadId::new(twin, contract, &wl.name).to_string(),
+            state: wl.result.state.to_string(),
+            message: wl.result.error.clone(),
+        }));
     }
 
     /// The store.
@@ -419,6 +446,7 @@ impl<K: KeyGetter> Engine<K> {
         }
         let mut txn = self.store.begin();
         let mut released = Vec::new();
+        let mut recorded = Vec::new();
         for (mut workload, id, outcome) in outcomes {
             workload.result = match outcome {
                 Ok(data) => result(ResultState::Ok, String::new(), data, now),
@@ -429,9 +457,11 @@ impl<K: KeyGetter> Engine<K> {
                 }
             };
             txn.record(twin, contract, &workload)?;
+            recorded.push(workload);
         }
         txn.ack(job_id)?;
         txn.commit()?;
+        self.announce(twin, contract, &recorded);
         let mut ledger = self.ledger();
         for id in released {
             ledger.release(&id);
@@ -525,6 +555,7 @@ impl<K: KeyGetter> Engine<K> {
         }
         txn.ack(job_id)?;
         txn.commit()?;
+        self.announce(twin, contract, &changed);
         Ok(())
     }
 
@@ -565,6 +596,15 @@ impl<K: KeyGetter> Engine<K> {
             }
         }
         txn.commit()?;
+        let gone: Vec<Workload> = removed
+            .iter()
+            .map(|(wl, _)| {
+                let mut wl = wl.clone();
+                wl.result = result(ResultState::Deleted, job.reason.clone(), serde_json::Value::Null, now);
+                wl
+            })
+            .collect();
+        self.announce(twin, contract, &gone);
         let mut ledger = self.ledger();
         for (_, id) in removed {
             ledger.release(&id);

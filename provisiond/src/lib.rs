@@ -12,6 +12,6 @@ pub mod modules;
 mod service;
 pub mod twins;
 
-pub use engine::{Counters, Engine, EngineError, Managers, Outcome, UsersCounters};
+pub use engine::{Counters, Engine, EngineError, Managers, Outcome, StateChange, UsersCounters};
 pub use service::Service;
 pub use twins::TwinRegistry;

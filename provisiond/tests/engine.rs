@@ -80,6 +80,10 @@ async fn admitted_at_the_door_then_provisioned_with_partial_failure() {
     assert_eq!(engine.ledger_snapshot().usage().used.mru.bytes(), 6 * GIB);
 
     assert!(engine.run_one(&managers, Timestamp(101)).await.expect("run"));
+    let changes = engine.take_changes();
+    assert_eq!(changes.len(), 3, "one state change per workload, for the operators' stream");
+    assert!(changes.iter().any(|c| c.id == "7-1-fail_vm" && c.state == "error" && c.message == "simulated failure"));
+    assert!(engine.take_changes().is_empty());
     assert!(!engine.run_one(&managers, Timestamp(102)).await.expect("idle"), "the job was acknowledged");
     let calls = managers.calls.lock().expect("calls").clone();
     assert_eq!(calls, ["provision 7-1-disk", "provision 7-1-vm", "provision 7-1-fail_vm"], "ZOS's install order");

@@ -226,6 +226,14 @@ async fn a_node_end_to_end() {
     storage_client.volume_delete("77-9-stray".into()).await.expect("clean");
     storage_client.disk_create("77-1-disk".into(), GIB).await.expect("restore");
 
+    // Operators follow state changes with `zosctl watch`.
+    let watcher = Command::new(env!("CARGO_BIN_EXE_zosctl"))
+        .args(["--redis", &redis.url(), "--twin", "77", "--json", "watch", "--count", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("zosctl watch");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     // A zmachine: vmd does not exist yet, so it fails clearly and gives its capacity back.
     let vm = deployment(
         77,
@@ -238,6 +246,17 @@ async fn a_node_end_to_end() {
     assert_eq!(vm.workloads[0].result.state, ResultState::Error);
     assert!(vm.workloads[0].result.error.contains("module unavailable"));
     assert_eq!(statistics.get_counters().await.expect("counters").users.workloads, 5, "the failed VM holds nothing");
+    let watched = tokio::task::block_in_place(|| watcher.wait_with_output()).expect("watch output");
+    let change: serde_json::Value = serde_json::from_slice(&watched.stdout).expect("a JSON state change");
+    assert_eq!((change["id"].as_str(), change["state"].as_str()), (Some("77-2-vm"), Some("error")));
+    // zosctl reads deployments too, with --json.
+    let got = Command::new(env!("CARGO_BIN_EXE_zosctl"))
+        .args(["--redis", &redis.url(), "--twin", "77", "--json", "get", "2"])
+        .output()
+        .expect("zosctl get");
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    let got: Deployment = serde_json::from_slice(&got.stdout).expect("deployment");
+    assert_eq!(got.contract_id, 2);
 
     // Too big: refused at the door with the numbers, nothing stored.
     let big = deployment(77, 3, json!([{"name": "big", "type": "zmount", "data": {"size": 100 * GIB}}]));

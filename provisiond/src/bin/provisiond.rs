@@ -101,6 +101,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(4);
         }
     };
+    let bus = client.clone();
     let managers = ModuleManagers::new(client.clone());
     let service = Arc::new(Service { engine: engine.clone(), modules: managers.clone() });
     // The reconciler runs every minute and publishes what it finds on the `Drift` stream.
@@ -126,6 +127,12 @@ async fn main() -> ExitCode {
             }
         })
     };
+    let changes: zos_zbus::Publisher<zos_provisiond::StateChange> = zos_zbus::Publisher::new(
+        bus.clone(),
+        "provision",
+        &zos_provisiond::interface::ProvisionClient::object(),
+        "WorkloadChanges",
+    );
     let jobs = {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -136,7 +143,12 @@ async fn main() -> ExitCode {
                         .map_or(1, |d| d.as_secs() as i64),
                 );
                 match engine.run_one(&managers, now).await {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        for change in engine.take_changes() {
+                            tracing::info!(id = change.id, state = change.state, "{}", change.message);
+                            let _ = changes.publish(&change).await;
+                        }
+                    }
                     Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
                     Err(err) => {
                         tracing::error!("job failed: {err}");

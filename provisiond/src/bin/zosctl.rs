@@ -52,6 +52,12 @@ enum Command {
     Counters,
     /// What the node holds against what the modules report (the reconciler).
     Drift,
+    /// Follow workload state changes as they happen.
+    Watch {
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<usize>,
+    },
 }
 
 fn print(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String) -> anyhow::Result<()> {
@@ -176,6 +182,23 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
                 }
             })
             .map_err(bad)
+        }
+        Command::Watch { count } => {
+            let object = ProvisionClient::object();
+            let mut changes: zos_zbus::Subscription<zos_provisiond::StateChange> =
+                zos_zbus::Subscription::new(&client, "provision", &object, "WorkloadChanges", 1024)
+                    .await
+                    .map_err(failed)?;
+            let mut seen = 0;
+            while let Some(change) = changes.next().await {
+                print(cli.json, &change, || format!("{} {} {}", change.id, change.state, change.message))
+                    .map_err(bad)?;
+                seen += 1;
+                if count.is_some_and(|count| seen >= count) {
+                    break;
+                }
+            }
+            Ok(())
         }
         Command::Counters => {
             let counters = StatisticsClient::new(client, "provision").get_counters().await.map_err(failed)?;
