@@ -45,8 +45,10 @@ struct Config {
     state_dir: PathBuf,
     /// A directory of `<twin id>` files holding ed25519 public keys in hex.
     twins: PathBuf,
-    /// The node, as `zos-plan discover --json` prints it.
-    node: PathBuf,
+    /// The node, as `zos-plan discover --json` prints it; without it, the node is read from `/proc` and
+    /// from what storaged (pools) and networkd (public addresses) report.
+    #[serde(default)]
+    node: Option<PathBuf>,
     /// `zos` or `strict`.
     #[serde(default)]
     policy: Option<String>,
@@ -55,17 +57,55 @@ struct Config {
     boot_marker: PathBuf,
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<(Config, NodeSpec, Policy, TwinRegistry)> {
+fn load(path: &PathBuf) -> anyhow::Result<(Config, Option<NodeSpec>, Policy, TwinRegistry)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let config: Config = toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))?;
-    let node_text =
-        std::fs::read_to_string(&config.node).with_context(|| format!("cannot read {}", config.node.display()))?;
-    let node: NodeSpec =
-        serde_json::from_str(&node_text).with_context(|| format!("{}: invalid node", config.node.display()))?;
+    let node = match &config.node {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| format!("{}: invalid node", file.display()))?)
+        }
+        None => None,
+    };
     let policy_text = format!("\"{}\"", config.policy.as_deref().unwrap_or("strict"));
     let policy: Policy = serde_json::from_str(&policy_text).context("policy must be \"zos\" or \"strict\"")?;
     let twins = TwinRegistry::load(&config.twins).map_err(anyhow::Error::msg)?;
     Ok((config, node, policy, twins))
+}
+
+/// The node from `/proc` and the modules: CPU threads and memory here, pools from storaged, public
+/// addresses from networkd (waiting up to a minute for them to answer).
+async fn discover_node(client: &Client) -> anyhow::Result<NodeSpec> {
+    use zos_networkd::interface::NetworkClient;
+    use zos_storaged::interface::StorageClient;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").context("/proc/cpuinfo")?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context("/proc/meminfo")?;
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let storage = StorageClient::new(client.clone(), "storage");
+    let network = NetworkClient::new(client.clone(), "network");
+    let started = std::time::Instant::now();
+    let (pools, ips) = loop {
+        match (storage.metrics().await, network.public_ips().await) {
+            (Ok(pools), Ok(ips)) => break (pools, ips),
+            (pools, ips) if started.elapsed() > Duration::from_secs(60) => {
+                return Err(anyhow::anyhow!("storaged or networkd did not answer: {:?} {:?}", pools.err(), ips.err()));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    let node = serde_json::json!({
+        "cru": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
+        "mru": kib("MemTotal").saturating_mul(1024),
+        "os_used_mru": kib("MemTotal").saturating_sub(kib("MemAvailable")).saturating_mul(1024),
+        "pools": pools.iter().map(|p| serde_json::json!({"name": p.name, "kind": p.kind, "size": p.size, "used": p.used})).collect::<Vec<_>>(),
+        "public_ips": ips.iter().map(|p| p.ip.clone()).collect::<Vec<_>>(),
+    });
+    Ok(serde_json::from_value(node)?)
 }
 
 #[tokio::main]
@@ -79,6 +119,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let client = match Client::connect(&config.redis).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!("cannot reach the bus: {err}");
+            return ExitCode::from(4);
+        }
+    };
+    let node = match node {
+        Some(node) => node,
+        None => match discover_node(&client).await {
+            Ok(node) => node,
+            Err(err) => {
+                tracing::error!("cannot discover the node: {err:#}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    tracing::info!(
+        cru = node.cru,
+        mru = node.mru.bytes(),
+        pools = node.pools.len(),
+        ips = node.public_ips.len(),
+        "node"
+    );
     let engine = match zos_cache::Store::open(config.state_dir.join("store"))
         .map_err(anyhow::Error::from)
         .and_then(|store| Engine::open(store, &node, policy, twins).map_err(anyhow::Error::from))
@@ -94,13 +158,6 @@ async fn main() -> ExitCode {
         Ok(n) => tracing::info!(deployments = n, "first start after a boot: re-provisioning"),
         Err(err) => tracing::warn!("boot handling failed: {err}"),
     }
-    let client = match Client::connect(&config.redis).await {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::error!("cannot reach the bus: {err}");
-            return ExitCode::from(4);
-        }
-    };
     let bus = client.clone();
     let managers = ModuleManagers::new(client.clone());
     let service = Arc::new(Service { engine: engine.clone(), modules: managers.clone() });
@@ -158,6 +215,22 @@ async fn main() -> ExitCode {
             }
         })
     };
+    // ZOS's ReservedStream: what is used (the system's part included), every 2 minutes.
+    let reserved = {
+        let engine = engine.clone();
+        let publisher: zos_zbus::Publisher<zos_types::Capacity> = zos_zbus::Publisher::new(
+            bus.clone(),
+            "provision",
+            &zos_provisiond::interface::StatisticsClient::object(),
+            "ReservedStream",
+        );
+        tokio::spawn(async move {
+            loop {
+                let _ = publisher.publish(&engine.counters().used).await;
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            }
+        })
+    };
     let mut server = Server::new("provision", config.redis.clone(), 4);
     server.register(ProvisionServer(service.clone()));
     server.register(StatisticsServer(service));
@@ -174,6 +247,7 @@ async fn main() -> ExitCode {
     let served = server.run(shutdown).await;
     jobs.abort();
     reconciler.abort();
+    reserved.abort();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

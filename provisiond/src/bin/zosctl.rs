@@ -52,6 +52,8 @@ enum Command {
     Counters,
     /// What the node holds against what the modules report (the reconciler).
     Drift,
+    /// Print the public key (hex) of --key, for a node's twin registry; needs no node.
+    Pubkey,
     /// Follow workload state changes as they happen.
     Watch {
         /// Stop after this many changes.
@@ -69,18 +71,22 @@ fn print(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> Strin
     Ok(())
 }
 
-fn signed(cli: &Cli, file: &PathBuf) -> anyhow::Result<Deployment> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut deployment: Deployment =
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid deployment", file.display()))?;
-    let key_file = cli.key.as_ref().ok_or_else(|| anyhow!("--key is needed to sign a deployment"))?;
+fn signing_key(cli: &Cli) -> anyhow::Result<SigningKey> {
+    let key_file = cli.key.as_ref().ok_or_else(|| anyhow!("--key is needed"))?;
     let seed = std::fs::read_to_string(key_file).with_context(|| format!("cannot read {}", key_file.display()))?;
     let seed: [u8; 32] = hex::decode(seed.trim())
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| anyhow!("{}: expected a 32-byte seed in hex", key_file.display()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+fn signed(cli: &Cli, file: &PathBuf) -> anyhow::Result<Deployment> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut deployment: Deployment =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid deployment", file.display()))?;
     deployment.signature_requirement.signatures.retain(|s| s.twin_id != cli.twin);
-    deployment.sign(cli.twin, &SigningKey::from_bytes(&seed));
+    deployment.sign(cli.twin, &signing_key(cli)?);
     Ok(deployment)
 }
 
@@ -88,6 +94,11 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
     let bad = |err: anyhow::Error| (2u8, err);
     let failed =
         |err: zos_zbus::ZbusError| (1u8, anyhow!("{}{err}", err.code().map(|c| format!("[{c}] ")).unwrap_or_default()));
+    if matches!(cli.command, Command::Pubkey) {
+        let key = signing_key(&cli).map_err(bad)?;
+        println!("{}", hex::encode(key.verifying_key().to_bytes()));
+        return Ok(());
+    }
     let client = Client::with_deadline(&cli.redis, Duration::from_secs(60)).await.map_err(failed)?;
     let provision = ProvisionClient::new(client.clone(), "provision");
     let twin = cli.twin;
@@ -168,6 +179,7 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
             })
             .map_err(bad)
         }
+        Command::Pubkey => Ok(()),
         Command::Drift => {
             let drift = provision.reconcile().await.map_err(failed)?;
             print(cli.json, &drift, || {
