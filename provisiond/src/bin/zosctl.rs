@@ -215,11 +215,14 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Command::Counters => {
             let counters = StatisticsClient::new(client, "provision").get_counters().await.map_err(failed)?;
             print(cli.json, &counters, || {
+                let show = |c: &zos_types::Capacity| {
+                    format!("cru {}, mru {}, sru {}, hru {}, ipv4u {}", c.cru, c.mru, c.sru, c.hru, c.ipv4u)
+                };
                 format!(
-                    "total {:?}\nused {:?}\nsystem {:?}\ndeployments {} workloads {}",
-                    counters.total,
-                    counters.used,
-                    counters.system,
+                    "total   {}\nused    {}\nsystem  {}\nusers   {} deployments, {} workloads",
+                    show(&counters.total),
+                    show(&counters.used),
+                    show(&counters.system),
                     counters.users.deployments,
                     counters.users.workloads
                 )
