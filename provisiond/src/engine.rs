@@ -94,6 +94,9 @@ pub struct UsersCounters {
     pub deployments: u64,
     /// Workloads holding capacity.
     pub workloads: u64,
+    /// When the newest running workload got its result (0 when none), as ZOS reports it.
+    #[serde(default)]
+    pub last_deployment_timestamp: i64,
 }
 
 /// ZOS's `GetCounters`: `{total, used, system, users}`; `used` includes the system's reservation.
@@ -325,15 +328,17 @@ impl<K: KeyGetter> Engine<K> {
         Ok(queued)
     }
 
-    /// Every workload that should exist on the modules now (`ok` or `paused`), with its id.
-    pub fn live_workloads(&self) -> Result<Vec<(WorkloadId, Workload)>, EngineError> {
+    /// Every workload that should exist on the modules now (`ok` or `paused`), with its id and what
+    /// the ledger granted it.
+    pub fn live_workloads(&self) -> Result<Vec<(WorkloadId, Workload, Option<ReservationRecord>)>, EngineError> {
         let mut live = Vec::new();
         for twin in self.store.twins()? {
             for contract in self.store.by_twin(twin)? {
                 let deployment = self.store.get(twin, contract)?;
                 for workload in &deployment.workloads {
                     if workload.result.state.is_okay() {
-                        live.push((deployment.workload_id(&workload.name), workload.clone()));
+                        let reservation = self.store.reservation(twin, contract, &workload.name)?;
+                        live.push((deployment.workload_id(&workload.name), workload.clone(), reservation));
                     }
                 }
             }
@@ -386,7 +391,11 @@ impl<K: KeyGetter> Engine<K> {
             total: usage.total,
             used: usage.used.saturating_add(&usage.reserved),
             system: usage.reserved,
-            users: UsersCounters { deployments: deployments.len() as u64, workloads: ledger.len() as u64 },
+            users: UsersCounters {
+                deployments: deployments.len() as u64,
+                workloads: ledger.len() as u64,
+                last_deployment_timestamp: 0,
+            },
         }
     }
 

@@ -40,7 +40,7 @@ impl ModuleManagers {
     /// workload explains) are both reported.
     pub async fn reconcile(
         &self,
-        live: &[(WorkloadId, Workload)],
+        live: &[(WorkloadId, Workload, Option<ReservationRecord>)],
     ) -> Result<Vec<crate::interface::DriftReport>, String> {
         use std::collections::BTreeSet;
         let report = |kind: &str, module: &str, resource: String| crate::interface::DriftReport {
@@ -68,10 +68,17 @@ impl ModuleManagers {
             .map(|p| p.tap)
             .filter(|t| !t.is_empty())
             .collect();
+        let devices: BTreeSet<String> = self.storage.devices().await.map_err(text)?.into_iter().map(|d| d.id).collect();
+        let mut want_devices = BTreeSet::new();
         let (mut want_volumes, mut want_disks, mut want_networks, mut want_taps) =
             (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-        for (id, workload) in live {
+        for (id, workload, reservation) in live {
             match &workload.data {
+                WorkloadData::Zdb(_) => {
+                    if let Some((pool, _)) = reservation.as_ref().and_then(|r| r.disk.as_ref()) {
+                        want_devices.insert(pool.clone());
+                    }
+                }
                 WorkloadData::Volume(_) => {
                     want_volumes.insert(id.to_string());
                 }
@@ -99,6 +106,7 @@ impl ModuleManagers {
             ("storage", &want_disks, &disks, true),
             ("network", &want_networks, &networks, false),
             ("network", &want_taps, &taps, false),
+            ("storage", &want_devices, &devices, false),
         ] {
             drifts.extend(want.difference(have).map(|r| report("missing", module, r.clone())));
             drifts.extend(

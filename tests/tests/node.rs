@@ -1,20 +1,19 @@
-//! End to end on a real node: a private Redis, storaged on loop devices, networkd in namespaces of its
-//! own (both served in-process, through their real libraries and zbus servers), and the provisiond
-//! binary. A deployment with network, zmount, volume, zdb and ip is admitted, provisioned and checked
+//! End to end on a real node, with real processes: a private Redis, the storaged binary on loop devices,
+//! the networkd binary with namespaces of its own, and the provisiond binary (which discovers the node
+//! from /proc and the modules). A deployment with network, zmount, volume, zdb and ip is admitted, provisioned and checked
 //! against the modules; a zmachine fails with "module unavailable" and gives its capacity back; a
 //! deployment that does not fit is refused at the door with nothing stored; identity is enforced; a
 //! delete removes what the modules made. Needs root (loop devices, mounts, namespaces); CI is root.
 
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zos_networkd::interface::NetworkServer;
+use zos_networkd::interface::NetworkClient;
 use zos_provisiond::interface::{ProvisionClient, StatisticsClient};
-use zos_storaged::interface::{StorageClient, StorageServer};
+use zos_storaged::interface::StorageClient;
 use zos_types::{Deployment, ResultState, SigningKey};
+use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
-use zos_zbus::{Client, Server};
 
 const GIB: u64 = 1 << 30;
 
@@ -28,6 +27,22 @@ fn quiet(program: &str, args: &[&str]) -> bool {
     Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// A daemon binary of the workspace, built on demand when this test runs alone.
+fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "-q", "-p", "zos-storaged", "-p", "zos-networkd", "-p", "zos-provisiond", "--bins"])
+            .status()
+            .expect("cargo build");
+        assert!(built.success(), "building the daemons failed");
+    }
+    path
+}
+
 /// Everything the test makes, removed on drop.
 struct Node {
     dir: tempfile::TempDir,
@@ -35,11 +50,17 @@ struct Node {
     namespaces: Vec<String>,
     links: Vec<String>,
     provisiond: Option<Child>,
+    daemons: Vec<Child>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(mut child) = self.provisiond.take() {
+        for mut child in self.provisiond.take().into_iter().chain(self.daemons.drain(..)) {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) && child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -79,12 +100,18 @@ fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deploym
     dl
 }
 
-fn spawn_provisiond(dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_provisiond"))
-        .args(["--config", dir.join("provisiond.toml").to_str().expect("path")])
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("provisiond.log")).expect("log"))
+fn spawn(dir: &std::path::Path, daemon: &str) -> Child {
+    Command::new(binary(daemon))
+        .args(["--config", dir.join(format!("{daemon}.toml")).to_str().expect("path")])
+        .stderr(
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{daemon}.log"))).expect("log"),
+        )
         .spawn()
-        .expect("provisiond")
+        .unwrap_or_else(|err| panic!("{daemon}: {err}"))
+}
+
+fn spawn_provisiond(dir: &std::path::Path) -> Child {
+    spawn(dir, "provisiond")
 }
 
 async fn settled(provision: &ProvisionClient, twin: u32, contract: u64) -> Deployment {
@@ -113,6 +140,7 @@ async fn a_node_end_to_end() {
         namespaces: vec![format!("{tag}ndmz")],
         links: vec![format!("{tag}pb")],
         provisiond: None,
+        daemons: Vec::new(),
     };
     let path = |name: &str| node.dir.path().join(name);
     for (name, size) in [("ssd.img", 32 * GIB), ("hdd.img", 32 * GIB)] {
@@ -123,53 +151,42 @@ async fn a_node_end_to_end() {
     }
     let redis = LocalRedis::start(node.dir.path()).unwrap_or_else(|err| panic!("{err}"));
 
-    // storaged and networkd, in-process, on the bus.
-    let storage_config = zos_storaged::Config::parse(&format!(
-        "devices = [\"{ssd}\", \"{hdd}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\n[overrides]\n\"{ssd}\" = \"ssd\"\n\"{hdd}\" = \"hdd\"\n",
-        path("mnt").display(),
-        path("cache").display(),
-        ssd = node.loops[0],
-        hdd = node.loops[1],
-    ))
-    .expect("storaged config");
-    let storage =
-        Arc::new(tokio::task::block_in_place(|| zos_storaged::Storage::start(storage_config)).expect("storaged"));
-    let mut storage_server = Server::new("storage", redis.url(), 2);
-    storage_server.register(StorageServer(storage.clone()));
-    tokio::spawn(storage_server.run(std::future::pending()));
-    let network_config = zos_networkd::Config::parse(&format!(
-        "state_dir = \"{}\"\nredis = \"{}\"\nndmz_namespace = \"{tag}ndmz\"\npublic_bridge = \"{tag}pb\"\npublic_ips = [\"203.0.113.20/24\"]\npublic_gateway = \"203.0.113.1\"\n",
-        path("networkd").display(),
-        redis.url()
-    ))
-    .expect("networkd config");
-    let network =
-        Arc::new(tokio::task::block_in_place(|| zos_networkd::Networker::start(network_config)).expect("networkd"));
-    let mut network_server = Server::new("network", redis.url(), 1);
-    network_server.register(NetworkServer(network.clone()));
-    tokio::spawn(network_server.run(std::future::pending()));
-
-    // provisiond, the binary, with the node as storaged sees it.
-    let pools: Vec<serde_json::Value> = storage
-        .pools()
-        .iter()
-        .map(|pool| json!({"name": pool.name, "kind": pool.kind.as_str(), "size": pool.size.bytes()}))
-        .collect();
+    // storaged and networkd: the daemon binaries, on the bus.
     std::fs::write(
-        path("node.json"),
-        json!({"cru": 8, "mru": 16 * GIB, "pools": pools, "public_ips": ["203.0.113.20/24"]}).to_string(),
+        path("storaged.toml"),
+        format!(
+            "devices = [\"{ssd}\", \"{hdd}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{}\"\n[overrides]\n\"{ssd}\" = \"ssd\"\n\"{hdd}\" = \"hdd\"\n",
+            path("mnt").display(),
+            path("cache").display(),
+            redis.url(),
+            ssd = node.loops[0],
+            hdd = node.loops[1],
+        ),
     )
-    .expect("node");
+    .expect("storaged config");
+    std::fs::write(
+        path("networkd.toml"),
+        format!(
+            "state_dir = \"{}\"\nredis = \"{}\"\nndmz_namespace = \"{tag}ndmz\"\npublic_bridge = \"{tag}pb\"\npublic_ips = [\"203.0.113.20/24\"]\npublic_gateway = \"203.0.113.1\"\n",
+            path("networkd").display(),
+            redis.url()
+        ),
+    )
+    .expect("networkd config");
+    let storaged = spawn(node.dir.path(), "storaged");
+    let networkd = spawn(node.dir.path(), "networkd");
+    node.daemons.extend([storaged, networkd]);
+
+    // provisiond, the binary; without a node file it reads /proc and asks storaged and networkd.
     std::fs::create_dir_all(path("twins")).expect("twins");
     std::fs::write(path("twins").join("77"), hex::encode(key().verifying_key().to_bytes())).expect("twin key");
     std::fs::write(
         path("provisiond.toml"),
         format!(
-            "redis = \"{}\"\nstate_dir = \"{}\"\ntwins = \"{}\"\nnode = \"{}\"\nboot_marker = \"{}\"\n",
+            "redis = \"{}\"\nstate_dir = \"{}\"\ntwins = \"{}\"\nboot_marker = \"{}\"\n",
             redis.url(),
             path("provisiond").display(),
             path("twins").display(),
-            path("node.json").display(),
             path("run/provisiond").display()
         ),
     )
@@ -227,7 +244,7 @@ async fn a_node_end_to_end() {
     storage_client.disk_create("77-1-disk".into(), GIB).await.expect("restore");
 
     // Operators follow state changes with `zosctl watch`.
-    let watcher = Command::new(env!("CARGO_BIN_EXE_zosctl"))
+    let watcher = Command::new(binary("zosctl"))
         .args(["--redis", &redis.url(), "--twin", "77", "--json", "watch", "--count", "1"])
         .stdout(Stdio::piped())
         .spawn()
@@ -250,7 +267,7 @@ async fn a_node_end_to_end() {
     let change: serde_json::Value = serde_json::from_slice(&watched.stdout).expect("a JSON state change");
     assert_eq!((change["id"].as_str(), change["state"].as_str()), (Some("77-2-vm"), Some("error")));
     // zosctl reads deployments too, with --json.
-    let got = Command::new(env!("CARGO_BIN_EXE_zosctl"))
+    let got = Command::new(binary("zosctl"))
         .args(["--redis", &redis.url(), "--twin", "77", "--json", "get", "2"])
         .output()
         .expect("zosctl get");
@@ -356,5 +373,8 @@ async fn a_node_end_to_end() {
     assert!(!storage_client.volume_exists("77-1-vol".into()).await.expect("volume"));
     assert!(!zos_networkd::network::namespace_exists(&format!("n-{netid}")));
     assert!(!quiet("ip", &["link", "show", "dev", &tap]));
-    storage.unmount_all();
+    assert!(
+        NetworkClient::new(client, "network").networks().await.expect("networks").is_empty(),
+        "nothing left on networkd"
+    );
 }
