@@ -161,6 +161,14 @@ impl<K: KeyGetter> Engine<K> {
         }));
     }
 
+    /// Releases what these workloads hold in the ledger (after their release was committed).
+    fn release_all(&self, ids: impl IntoIterator<Item = WorkloadId>) {
+        let mut ledger = self.ledger();
+        for id in ids {
+            ledger.release(&id);
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -471,10 +479,7 @@ impl<K: KeyGetter> Engine<K> {
         txn.ack(job_id)?;
         txn.commit()?;
         self.announce(twin, contract, &recorded);
-        let mut ledger = self.ledger();
-        for id in released {
-            ledger.release(&id);
-        }
+        self.release_all(released);
         Ok(())
     }
 
@@ -517,10 +522,7 @@ impl<K: KeyGetter> Engine<K> {
             }
         }
         txn.commit()?;
-        let mut ledger = self.ledger();
-        for id in removed {
-            ledger.release(&id);
-        }
+        self.release_all(removed);
         Ok(())
     }
 
@@ -614,10 +616,7 @@ impl<K: KeyGetter> Engine<K> {
             })
             .collect();
         self.announce(twin, contract, &gone);
-        let mut ledger = self.ledger();
-        for (_, id) in removed {
-            ledger.release(&id);
-        }
+        self.release_all(removed.into_iter().map(|(_, id)| id));
         Ok(())
     }
 }

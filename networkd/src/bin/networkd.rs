@@ -53,17 +53,7 @@ async fn main() -> ExitCode {
     };
     let mut server = Server::new("network", networker.config().redis.clone(), 1);
     server.register(NetworkServer(networker.clone()));
-    let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    };
-    match server.run(shutdown).await {
+    match server.run(zos_zbus::until_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

@@ -234,17 +234,7 @@ async fn main() -> ExitCode {
     let mut server = Server::new("provision", config.redis.clone(), 4);
     server.register(ProvisionServer(service.clone()));
     server.register(StatisticsServer(service));
-    let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    };
-    let served = server.run(shutdown).await;
+    let served = server.run(zos_zbus::until_signal()).await;
     jobs.abort();
     reconciler.abort();
     reserved.abort();

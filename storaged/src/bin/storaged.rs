@@ -111,17 +111,7 @@ async fn main() -> ExitCode {
     };
     let mut server = Server::new("storage", storage.config().redis.clone(), storage.config().workers);
     server.register(StorageServer(storage.clone()));
-    let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    };
-    let served = server.run(shutdown).await;
+    let served = server.run(zos_zbus::until_signal()).await;
     resizer.abort();
     rescanner.abort();
     if let Some(monitor) = monitor {
