@@ -98,7 +98,22 @@ async fn discover_node(client: &Client) -> anyhow::Result<NodeSpec> {
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     };
+    // GPUs: PCI display controllers (class 0x03xxxx).
+    let gpus: Vec<serde_json::Value> = std::fs::read_dir("/sys/bus/pci/devices")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|entry| std::fs::read_to_string(entry.path().join("class")).is_ok_and(|c| c.trim().starts_with("0x03")))
+                .map(|entry| {
+                    let hex = |f: &str| {
+                        std::fs::read_to_string(entry.path().join(f)).unwrap_or_default().trim().trim_start_matches("0x").to_string()
+                    };
+                    serde_json::json!({"id": entry.file_name().to_string_lossy(), "vendor": hex("vendor"), "device": hex("device")})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let node = serde_json::json!({
+        "gpus": gpus,
         "cru": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
         "mru": kib("MemTotal").saturating_mul(1024),
         "os_used_mru": kib("MemTotal").saturating_sub(kib("MemAvailable")).saturating_mul(1024),
