@@ -422,11 +422,14 @@ impl<K: KeyGetter> Engine<K> {
             Err(err) => return Err(err.into()),
         };
         match job.op {
-            JobOp::Deprovision => self.uninstall(job_id, &job, &deployment, managers, now).await?,
+            JobOp::Deprovision => {
+                self.remove(&deployment, |_| true, &job.reason, Some(job_id), managers, now).await?;
+            }
             JobOp::Pause | JobOp::Resume => self.lock_workloads(job_id, job.op, &deployment, managers, now).await?,
             JobOp::Provision => self.install(job_id, &deployment, job.reason == REBOOT, managers, now).await?,
             JobOp::Update => {
-                self.remove_named(&job, &deployment, managers, now).await?;
+                let dropped = |wl: &Workload| job.remove.contains(&wl.name);
+                self.remove(&deployment, dropped, "deleted by an update", None, managers, now).await?;
                 let deployment = self.store.get(job.twin, job.contract)?;
                 self.install(job_id, &deployment, false, managers, now).await?;
             }
@@ -457,7 +460,7 @@ impl<K: KeyGetter> Engine<K> {
                 continue;
             }
             let id = deployment.workload_id(&workload.name);
-            let reservation = self.store.reservation(deployment.twin_id, deployment.contract_id, &workload.name)?;
+            let reservation = self.store.reservation(twin, contract, &workload.name)?;
             let outcome = managers.provision(&id, workload, reservation.as_ref()).await;
             outcomes.push((workload.clone(), id, outcome));
         }
@@ -480,49 +483,6 @@ impl<K: KeyGetter> Engine<K> {
         txn.commit()?;
         self.announce(twin, contract, &recorded);
         self.release_all(released);
-        Ok(())
-    }
-
-    /// An update's removals, first (ZOS: removes before adds), in reverse type order. A removal that
-    /// fails leaves the workload in `error`, still holding its reservation.
-    async fn remove_named(
-        &self,
-        job: &Job,
-        deployment: &Deployment,
-        managers: &impl Managers,
-        now: Timestamp,
-    ) -> Result<(), EngineError> {
-        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
-        let mut outcomes = Vec::new();
-        for idx in uninstall_order(deployment) {
-            let workload = &deployment.workloads[idx];
-            if !job.remove.contains(&workload.name) {
-                continue;
-            }
-            let id = deployment.workload_id(&workload.name);
-            let outcome = managers.deprovision(&id, workload).await;
-            outcomes.push((workload.clone(), id, outcome));
-        }
-        let mut removed = Vec::new();
-        let mut txn = self.store.begin();
-        for (mut next, id, outcome) in outcomes {
-            match outcome {
-                Ok(()) => {
-                    next.result =
-                        result(ResultState::Deleted, "deleted by an update".into(), serde_json::Value::Null, now);
-                    txn.record(twin, contract, &next)?;
-                    txn.release(twin, contract, &next.name);
-                    txn.remove_workload(twin, contract, &next.name)?;
-                    removed.push(id);
-                }
-                Err(message) => {
-                    next.result = result(ResultState::Error, message, serde_json::Value::Null, now);
-                    txn.record(twin, contract, &next)?;
-                }
-            }
-        }
-        txn.commit()?;
-        self.release_all(removed);
         Ok(())
     }
 
@@ -570,53 +530,60 @@ impl<K: KeyGetter> Engine<K> {
         Ok(())
     }
 
-    async fn uninstall(
+    /// Deprovisions the selected workloads in reverse type order and records the outcome in one commit:
+    /// a removed workload becomes `deleted` (reservation released, name freed), a failed one `error`,
+    /// still holding its reservation (ZOS leaks it). With `deprovision_job` (a deletion), the job is
+    /// acknowledged in the same commit, and when every workload went the deployment is deleted whole.
+    async fn remove(
         &self,
-        job_id: JobId,
-        job: &Job,
         deployment: &Deployment,
+        selected: impl Fn(&Workload) -> bool,
+        reason: &str,
+        deprovision_job: Option<JobId>,
         managers: &impl Managers,
         now: Timestamp,
     ) -> Result<(), EngineError> {
         let (twin, contract) = (deployment.twin_id, deployment.contract_id);
-        let mut failed = Vec::new();
-        let mut removed = Vec::new();
+        let mut outcomes = Vec::new();
         for idx in uninstall_order(deployment) {
             let workload = &deployment.workloads[idx];
-            let id = deployment.workload_id(&workload.name);
-            match managers.deprovision(&id, workload).await {
-                Ok(()) => removed.push((workload.clone(), id)),
-                Err(message) => failed.push((workload.clone(), message)),
+            if selected(workload) {
+                let id = deployment.workload_id(&workload.name);
+                let outcome = managers.deprovision(&id, workload).await;
+                outcomes.push((workload.clone(), id, outcome));
             }
         }
+        let all_gone = outcomes.iter().all(|(_, _, outcome)| outcome.is_ok());
+        let mut released = Vec::new();
+        let mut recorded = Vec::new();
         let mut txn = self.store.begin();
-        txn.ack(job_id)?;
-        if failed.is_empty() {
+        for (mut workload, id, outcome) in outcomes {
+            workload.result = match outcome {
+                Ok(()) => {
+                    released.push(id);
+                    result(ResultState::Deleted, reason.to_string(), serde_json::Value::Null, now)
+                }
+                Err(message) => result(ResultState::Error, message, serde_json::Value::Null, now),
+            };
+            recorded.push(workload);
+        }
+        if let Some(job_id) = deprovision_job {
+            txn.ack(job_id)?;
+        }
+        if deprovision_job.is_some() && all_gone {
             txn.delete(twin, contract)?;
         } else {
-            // A failed delete keeps its reservation (ZOS leaks it); the ones that went are deleted.
-            for (mut workload, _) in removed.clone() {
-                workload.result = result(ResultState::Deleted, job.reason.clone(), serde_json::Value::Null, now);
-                txn.record(twin, contract, &workload)?;
-                txn.release(twin, contract, &workload.name);
-                txn.remove_workload(twin, contract, &workload.name)?;
-            }
-            for (mut workload, message) in failed {
-                workload.result = result(ResultState::Error, message, serde_json::Value::Null, now);
-                txn.record(twin, contract, &workload)?;
+            for workload in &recorded {
+                txn.record(twin, contract, workload)?;
+                if workload.result.state == ResultState::Deleted {
+                    txn.release(twin, contract, &workload.name);
+                    txn.remove_workload(twin, contract, &workload.name)?;
+                }
             }
         }
         txn.commit()?;
-        let gone: Vec<Workload> = removed
-            .iter()
-            .map(|(wl, _)| {
-                let mut wl = wl.clone();
-                wl.result = result(ResultState::Deleted, job.reason.clone(), serde_json::Value::Null, now);
-                wl
-            })
-            .collect();
-        self.announce(twin, contract, &gone);
-        self.release_all(removed.into_iter().map(|(_, id)| id));
+        self.announce(twin, contract, &recorded);
+        self.release_all(released);
         Ok(())
     }
 }
