@@ -252,11 +252,6 @@ impl Deployment {
         }
         Ok(())
     }
-
-    /// The workloads of one type.
-    pub fn by_type(&self, kind: WorkloadType) -> impl Iterator<Item = &Workload> {
-        self.workloads.iter().filter(move |wl| wl.kind() == kind)
-    }
 }
 
 #[cfg(test)]
