@@ -1,6 +1,6 @@
 //! Deployments: validation, the update diff, the challenge hash and signatures (ZOS `gridtypes/deployment.go`).
 
-use crate::{Challenge, Timestamp, Workload, WorkloadId, WorkloadType, validate_name};
+use crate::{Challenge, Timestamp, Workload, WorkloadId, validate_name};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
