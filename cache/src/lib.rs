@@ -25,7 +25,6 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 
-pub mod cache_volume;
 mod consistency;
 mod error;
 mod job;

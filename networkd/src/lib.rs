@@ -12,9 +12,7 @@
 
 pub mod address;
 pub mod config;
-pub mod interface;
 pub mod network;
-pub mod nic;
 mod service;
 
 pub use config::Config;

@@ -3,13 +3,13 @@
 
 use crate::address::{self, NrNames};
 use crate::config::Config;
-use crate::interface::{NetworkResource, NetworkSpec, PublicIpStatus, PublicTap};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use zos_interfaces::network::{NetworkResource, NetworkSpec, PublicIpStatus, PublicTap};
 use zos_zbus::{RemoteError, code};
 
 /// Ports that are never handed to a network (yggdrasil, mycelium, iperf, http(s), the zos api).

@@ -1,8 +1,8 @@
 //! `network@0.0.1` served by [`Networker`].
 
-use crate::interface::{NetworkModule, NetworkResource, NetworkSpec, PublicIpStatus, PublicTap};
 use crate::network::{NetError, Networker};
-use crate::nic::{self, Discovery};
+use zos_hardware::nic::{self, Network};
+use zos_interfaces::network::{NetworkModule, NetworkResource, NetworkSpec, PublicIpStatus, PublicTap};
 use zos_zbus::RemoteError;
 
 fn blocking<T>(f: impl FnOnce() -> Result<T, NetError>) -> Result<T, RemoteError> {
@@ -10,7 +10,7 @@ fn blocking<T>(f: impl FnOnce() -> Result<T, NetError>) -> Result<T, RemoteError
 }
 
 impl NetworkModule for Networker {
-    async fn interfaces(&self) -> Result<Discovery, RemoteError> {
+    async fn interfaces(&self) -> Result<Network, RemoteError> {
         Ok(tokio::task::block_in_place(|| nic::discover(&self.config().root)))
     }
     async fn create_nr(&self, twin: u32, name: String, network: NetworkSpec) -> Result<NetworkResource, RemoteError> {

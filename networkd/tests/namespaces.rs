@@ -6,8 +6,8 @@
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use zos_interfaces::network::{NetworkClient, NetworkSpec};
 use zos_networkd::address::NrNames;
-use zos_networkd::interface::{NetworkClient, NetworkSpec};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
 

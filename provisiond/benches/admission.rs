@@ -6,7 +6,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 use zos_cache::Store;
-use zos_provisiond::interface::{ProvisionClient, ProvisionServer};
+use zos_interfaces::provision::{ProvisionClient, ProvisionServer};
 use zos_provisiond::modules::ModuleManagers;
 use zos_provisiond::{Engine, Outcome, Service, TwinRegistry};
 use zos_types::scenario::{NodeSpec, Policy};

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::sync::Mutex;
 use zos_cache::{Job, JobId, JobOp, Store, StoreError};
+use zos_interfaces::provision::{Counters, StateChange, UsersCounters};
 use zos_planner::order::{install_order, uninstall_order};
 use zos_planner::{DeploymentVerdict, Ledger, WorkloadVerdict};
 use zos_types::scenario::{NodeSpec, Policy};
@@ -54,17 +55,6 @@ pub enum Outcome {
     Refused(Vec<WorkloadVerdict>),
 }
 
-/// A workload's new state, for the operators' stream.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StateChange {
-    /// The workload (`twin-contract-name`).
-    pub id: String,
-    /// Its new state.
-    pub state: String,
-    /// The message that came with it.
-    pub message: String,
-}
-
 /// What runs a workload on the node (storaged, networkd, vmd, ... behind their zbus clients).
 pub trait Managers: Send + Sync {
     /// Provisions a workload (idempotently) with what the ledger granted it (pool, address, GPUs); its
@@ -85,31 +75,6 @@ pub trait Managers: Send + Sync {
     fn resume(&self, _id: &WorkloadId, _workload: &Workload) -> impl Future<Output = Result<(), String>> + Send {
         async { Ok(()) }
     }
-}
-
-/// What a twin's workloads use, in ZOS's `Counters.users` shape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UsersCounters {
-    /// Deployments holding capacity.
-    pub deployments: u64,
-    /// Workloads holding capacity.
-    pub workloads: u64,
-    /// When the newest running workload got its result (0 when none), as ZOS reports it.
-    #[serde(default)]
-    pub last_deployment_timestamp: i64,
-}
-
-/// ZOS's `GetCounters`: `{total, used, system, users}`; `used` includes the system's reservation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Counters {
-    /// The node's capacity.
-    pub total: zos_types::Capacity,
-    /// What workloads hold plus what the system keeps.
-    pub used: zos_types::Capacity,
-    /// What the system keeps.
-    pub system: zos_types::Capacity,
-    /// Deployments and workloads holding capacity.
-    pub users: UsersCounters,
 }
 
 /// The reason of the provision jobs a reboot queues.

@@ -7,11 +7,11 @@
 #![warn(missing_docs)]
 
 pub mod engine;
-pub mod interface;
 pub mod modules;
 mod service;
 pub mod twins;
 
-pub use engine::{Counters, Engine, EngineError, Managers, Outcome, StateChange, UsersCounters};
+pub use engine::{Engine, EngineError, Managers, Outcome};
 pub use service::Service;
 pub use twins::TwinRegistry;
+pub use zos_interfaces::provision::{Counters, StateChange, UsersCounters};

@@ -5,8 +5,8 @@
 
 use crate::engine::Managers;
 use serde_json::{Value, json};
-use zos_networkd::interface::{NetworkClient, NetworkSpec};
-use zos_storaged::interface::StorageClient;
+use zos_interfaces::network::{NetworkClient, NetworkSpec};
+use zos_interfaces::storage::StorageClient;
 use zos_types::{ReservationRecord, Workload, WorkloadData, WorkloadId};
 
 /// Managers over the modules' zbus clients.
@@ -41,9 +41,9 @@ impl ModuleManagers {
     pub async fn reconcile(
         &self,
         live: &[(WorkloadId, Workload, Option<ReservationRecord>)],
-    ) -> Result<Vec<crate::interface::DriftReport>, String> {
+    ) -> Result<Vec<zos_interfaces::provision::DriftReport>, String> {
         use std::collections::BTreeSet;
-        let report = |kind: &str, module: &str, resource: String| crate::interface::DriftReport {
+        let report = |kind: &str, module: &str, resource: String| zos_interfaces::provision::DriftReport {
             kind: kind.into(),
             module: module.into(),
             resource,

@@ -1,10 +1,11 @@
 //! The zbus API served by the engine.
 
-use crate::engine::{Counters, Engine, EngineError, Outcome};
-use crate::interface::{Admission, DriftReport, GpuUse, ProvisionModule, StatisticsModule, WorkloadOutcome};
+use crate::engine::{Engine, EngineError, Outcome};
 use crate::modules::ModuleManagers;
 use crate::twins::TwinRegistry;
 use std::sync::Arc;
+use zos_interfaces::provision::Counters;
+use zos_interfaces::provision::{Admission, DriftReport, GpuUse, ProvisionModule, StatisticsModule, WorkloadOutcome};
 use zos_planner::Verdict;
 use zos_types::{Capacity, Deployment, Timestamp, Workload, WorkloadData, WorkloadId};
 use zos_zbus::RemoteError;

@@ -11,11 +11,11 @@
 #![warn(missing_docs)]
 
 pub mod btrfs;
+pub mod cache_volume;
 mod command;
 pub mod config;
 pub mod device;
 mod error;
-pub mod interface;
 mod service;
 pub mod storage;
 

@@ -1,7 +1,7 @@
 //! `storage@0.0.1` served by [`Storage`]: each call runs on a blocking-capable worker thread.
 
-use crate::interface::{BrokenDevice, BrokenPool, Device, PoolMetrics, StorageModule, VDisk, Volume};
 use crate::storage::Storage;
+use zos_interfaces::storage::{BrokenDevice, BrokenPool, Device, PoolMetrics, StorageModule, VDisk, Volume};
 use zos_types::scenario::PoolKind;
 use zos_zbus::{RemoteError, code};
 

@@ -2,15 +2,16 @@
 //! Placement is the planner's (`zos_planner::Pools`), so that what `zos-plan` predicts is what happens.
 
 use crate::btrfs::{self, QGroup};
+use crate::cache_volume::{CACHE_STEP, next_size};
 use crate::command::run;
 use crate::config::Config;
-use crate::device::{self, Disk};
-use crate::interface::{BrokenDevice, BrokenPool, Device, PoolMetrics, Usage, VDisk, Volume};
+use crate::device;
 use crate::{StorageError, validate_name};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use zos_cache::cache_volume::{CACHE_STEP, next_size};
+use zos_hardware::block::{self, Disk};
+use zos_interfaces::storage::{BrokenDevice, BrokenPool, Device, PoolMetrics, Usage, VDisk, Volume};
 use zos_planner::{DiskDemand, DiskRole, Pools};
 use zos_types::Unit;
 use zos_types::scenario::{PoolKind, PoolSpec};
@@ -108,14 +109,14 @@ impl Storage {
 
     fn disks(&self) -> Vec<Disk> {
         if self.config.devices.is_empty() {
-            return device::discover(&self.config.root).0;
+            return block::discover(&self.config.root).disks;
         }
         self.config
             .devices
             .iter()
             .filter_map(|path| {
                 let name = std::fs::canonicalize(path).ok()?.file_name()?.to_string_lossy().into_owned();
-                device::read_disk(Path::new("/"), &name).map(|disk| Disk { path: path.clone(), ..disk })
+                block::read_disk(Path::new("/"), &name).map(|disk| Disk { path: path.clone(), ..disk })
             })
             .collect()
     }
@@ -128,8 +129,10 @@ impl Storage {
             "hdd" => Some(PoolKind::Hdd),
             _ => None,
         });
-        let kind =
-            override_kind.copied().or(persisted).unwrap_or(if disk.rotational { PoolKind::Hdd } else { PoolKind::Ssd });
+        let kind = override_kind.copied().or(persisted).unwrap_or_else(|| {
+            let probed = if self.config.seektime_probe { block::seek_probe(&disk.path, disk.size) } else { None };
+            probed.unwrap_or(if disk.rotational { PoolKind::Hdd } else { PoolKind::Ssd })
+        });
         if persisted != Some(kind) {
             let _ = std::fs::write(mountpoint.join(KIND_FILE), kind_name(kind));
         }

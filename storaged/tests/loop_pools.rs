@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use zos_storaged::interface::StorageClient;
+use zos_interfaces::storage::StorageClient;
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
 

@@ -8,9 +8,9 @@
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use zos_networkd::interface::NetworkClient;
-use zos_provisiond::interface::{ProvisionClient, StatisticsClient};
-use zos_storaged::interface::StorageClient;
+use zos_interfaces::network::NetworkClient;
+use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
+use zos_interfaces::storage::StorageClient;
 use zos_types::{Deployment, ResultState, SigningKey};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;

@@ -23,7 +23,7 @@ pub mod wire;
 
 pub use client::{Client, DEFAULT_DEADLINE, decode, encode};
 pub use error::{CallError, ZbusError, code};
-pub use server::{BoxFuture, Dispatch, REPLY_TTL_SECS, Server, ServerStats, Status, WorkerStatus, until_signal};
+pub use server::{BoxFuture, Dispatch, REPLY_TTL_SECS, Server, ServerStats, Status, WorkerStatus};
 pub use stream::{Publisher, Subscription};
 pub use wire::{ObjectId, RemoteError};
 

@@ -4,13 +4,13 @@
 //! Exit codes: 0 stopped by SIGTERM or SIGINT; 2 the configuration could not be read or parsed;
 //! 3 the network could not be prepared; 4 the bus failed.
 
-use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
-use zos_networkd::interface::NetworkServer;
-use zos_networkd::{Config, Networker, nic};
+use zos_hardware::nic;
+use zos_interfaces::daemon::{self, Exit};
+use zos_interfaces::network::NetworkServer;
+use zos_networkd::{Config, Networker};
 use zos_zbus::Server;
 
 #[derive(Parser)]
@@ -21,21 +21,13 @@ struct Args {
     config: PathBuf,
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Config::parse(&text).with_context(|| format!("{}: invalid configuration", path.display()))
-}
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+async fn main() -> Exit {
+    daemon::init_logs();
     let args = Args::parse();
-    let config = match load(&args.config) {
+    let config: Config = match daemon::load_config(&args.config) {
         Ok(config) => config,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return Exit::BadConfiguration.because(err),
     };
     let found = nic::discover(&config.root);
     tracing::info!(
@@ -46,21 +38,15 @@ async fn main() -> ExitCode {
     );
     let networker = match tokio::task::block_in_place(|| Networker::start(config)) {
         Ok(networker) => Arc::new(networker),
-        Err(err) => {
-            tracing::error!("cannot prepare the network: {err}");
-            return ExitCode::from(3);
-        }
+        Err(err) => return Exit::Resources.because(format!("cannot prepare the network: {err}")),
     };
     let mut server = Server::new("network", networker.config().redis.clone(), 1);
     server.register(NetworkServer(networker.clone()));
-    match server.run(zos_zbus::until_signal()).await {
+    match server.run(daemon::shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
-            ExitCode::SUCCESS
+            Exit::Stopped
         }
-        Err(err) => {
-            tracing::error!("bus failure: {err}");
-            ExitCode::from(4)
-        }
+        Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
     }
 }

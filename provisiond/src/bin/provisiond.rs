@@ -8,10 +8,10 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use zos_provisiond::interface::{ProvisionServer, StatisticsServer};
+use zos_interfaces::daemon::{self, Exit};
+use zos_interfaces::provision::{ProvisionServer, StatisticsServer};
 use zos_provisiond::modules::ModuleManagers;
 use zos_provisiond::{Engine, Service, TwinRegistry};
 use zos_types::scenario::{NodeSpec, Policy};
@@ -57,9 +57,8 @@ struct Config {
     boot_marker: PathBuf,
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<(Config, Option<NodeSpec>, Policy, TwinRegistry)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: Config = toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))?;
+fn load(path: &std::path::Path) -> anyhow::Result<(Config, Option<NodeSpec>, Policy, TwinRegistry)> {
+    let config: Config = daemon::load_config(path)?;
     let node = match &config.node {
         Some(file) => {
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -76,16 +75,11 @@ fn load(path: &PathBuf) -> anyhow::Result<(Config, Option<NodeSpec>, Policy, Twi
 /// The node from `/proc` and the modules: CPU threads and memory here, pools from storaged, public
 /// addresses from networkd (waiting up to a minute for them to answer).
 async fn discover_node(client: &Client) -> anyhow::Result<NodeSpec> {
-    use zos_networkd::interface::NetworkClient;
-    use zos_storaged::interface::StorageClient;
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").context("/proc/cpuinfo")?;
-    let meminfo = std::fs::read_to_string("/proc/meminfo").context("/proc/meminfo")?;
-    let kib = |key: &str| {
-        meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    use zos_interfaces::network::NetworkClient;
+    use zos_interfaces::storage::StorageClient;
+    let root = std::path::Path::new("/");
+    let threads = zos_hardware::cpu::threads(root)?;
+    let memory = zos_hardware::memory::Memory::read(root)?;
     let storage = StorageClient::new(client.clone(), "storage");
     let network = NetworkClient::new(client.clone(), "network");
     let started = std::time::Instant::now();
@@ -98,25 +92,15 @@ async fn discover_node(client: &Client) -> anyhow::Result<NodeSpec> {
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     };
-    // GPUs: PCI display controllers (class 0x03xxxx).
-    let gpus: Vec<serde_json::Value> = std::fs::read_dir("/sys/bus/pci/devices")
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|entry| std::fs::read_to_string(entry.path().join("class")).is_ok_and(|c| c.trim().starts_with("0x03")))
-                .map(|entry| {
-                    let hex = |f: &str| {
-                        std::fs::read_to_string(entry.path().join(f)).unwrap_or_default().trim().trim_start_matches("0x").to_string()
-                    };
-                    serde_json::json!({"id": entry.file_name().to_string_lossy(), "vendor": hex("vendor"), "device": hex("device")})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let gpus: Vec<serde_json::Value> = zos_hardware::gpu::discover(root)
+        .into_iter()
+        .map(|gpu| serde_json::json!({"id": gpu.slot, "vendor": gpu.vendor, "device": gpu.device}))
+        .collect();
     let node = serde_json::json!({
         "gpus": gpus,
-        "cru": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
-        "mru": kib("MemTotal").saturating_mul(1024),
-        "os_used_mru": kib("MemTotal").saturating_sub(kib("MemAvailable")).saturating_mul(1024),
+        "cru": threads,
+        "mru": memory.total,
+        "os_used_mru": memory.os_used,
         "pools": pools.iter().map(|p| serde_json::json!({"name": p.name, "kind": p.kind, "size": p.size, "used": p.used})).collect::<Vec<_>>(),
         "public_ips": ips.iter().map(|p| p.ip.clone()).collect::<Vec<_>>(),
     });
@@ -124,31 +108,22 @@ async fn discover_node(client: &Client) -> anyhow::Result<NodeSpec> {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+async fn main() -> Exit {
+    daemon::init_logs();
     let args = Args::parse();
     let (config, node, policy, twins) = match load(&args.config) {
         Ok(loaded) => loaded,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return Exit::BadConfiguration.because(format!("{err:#}")),
     };
     let client = match Client::connect(&config.redis).await {
         Ok(client) => client,
-        Err(err) => {
-            tracing::error!("cannot reach the bus: {err}");
-            return ExitCode::from(4);
-        }
+        Err(err) => return Exit::Bus.because(format!("cannot reach the bus: {err}")),
     };
     let node = match node {
         Some(node) => node,
         None => match discover_node(&client).await {
             Ok(node) => node,
-            Err(err) => {
-                tracing::error!("cannot discover the node: {err:#}");
-                return ExitCode::from(2);
-            }
+            Err(err) => return Exit::BadConfiguration.because(format!("cannot discover the node: {err:#}")),
         },
     };
     tracing::info!(
@@ -163,10 +138,7 @@ async fn main() -> ExitCode {
         .and_then(|store| Engine::open(store, &node, policy, twins).map_err(anyhow::Error::from))
     {
         Ok(engine) => Arc::new(engine),
-        Err(err) => {
-            tracing::error!("cannot open the store: {err:#}");
-            return ExitCode::from(3);
-        }
+        Err(err) => return Exit::Resources.because(format!("cannot open the store: {err:#}")),
     };
     match engine.boot(&config.boot_marker) {
         Ok(0) => {}
@@ -179,10 +151,10 @@ async fn main() -> ExitCode {
     // The reconciler runs every minute and publishes what it finds on the `Drift` stream.
     let reconciler = {
         let service = service.clone();
-        let publisher: zos_zbus::Publisher<Vec<zos_provisiond::interface::DriftReport>> = zos_zbus::Publisher::new(
+        let publisher: zos_zbus::Publisher<Vec<zos_interfaces::provision::DriftReport>> = zos_zbus::Publisher::new(
             client,
             "provision",
-            &zos_provisiond::interface::ProvisionClient::object(),
+            &zos_interfaces::provision::ProvisionClient::object(),
             "Drift",
         );
         tokio::spawn(async move {
@@ -202,7 +174,7 @@ async fn main() -> ExitCode {
     let changes: zos_zbus::Publisher<zos_provisiond::StateChange> = zos_zbus::Publisher::new(
         bus.clone(),
         "provision",
-        &zos_provisiond::interface::ProvisionClient::object(),
+        &zos_interfaces::provision::ProvisionClient::object(),
         "WorkloadChanges",
     );
     let jobs = {
@@ -236,7 +208,7 @@ async fn main() -> ExitCode {
         let publisher: zos_zbus::Publisher<zos_types::Capacity> = zos_zbus::Publisher::new(
             bus.clone(),
             "provision",
-            &zos_provisiond::interface::StatisticsClient::object(),
+            &zos_interfaces::provision::StatisticsClient::object(),
             "ReservedStream",
         );
         tokio::spawn(async move {
@@ -249,15 +221,12 @@ async fn main() -> ExitCode {
     let mut server = Server::new("provision", config.redis.clone(), 4);
     server.register(ProvisionServer(service.clone()));
     server.register(StatisticsServer(service));
-    let served = server.run(zos_zbus::until_signal()).await;
+    let served = server.run(daemon::shutdown_signal()).await;
     jobs.abort();
     reconciler.abort();
     reserved.abort();
     match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("bus failure: {err}");
-            ExitCode::from(4)
-        }
+        Ok(()) => Exit::Stopped,
+        Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
     }
 }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use zos_provisiond::interface::{ProvisionClient, StatisticsClient};
+use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
 use zos_types::{Deployment, SigningKey};
 use zos_zbus::Client;
 

@@ -5,13 +5,12 @@
 //! Exit codes: 0 stopped by SIGTERM or SIGINT; 2 the configuration could not be read or parsed;
 //! 3 the storage could not be prepared; 4 the bus failed.
 
-use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use zos_storaged::interface::StorageServer;
+use zos_interfaces::daemon::{self, Exit};
+use zos_interfaces::storage::StorageServer;
 use zos_storaged::{Config, Storage};
 use zos_zbus::Server;
 
@@ -21,11 +20,6 @@ struct Args {
     /// The configuration file (TOML).
     #[arg(long, default_value = "/etc/zos/storaged.toml")]
     config: PathBuf,
-}
-
-fn load(path: &PathBuf) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Config::parse(&text).with_context(|| format!("{}: invalid configuration", path.display()))
 }
 
 /// Runs the blocking `job` every `secs` seconds (at least one) until the task is aborted.
@@ -40,22 +34,16 @@ fn every(storage: Arc<Storage>, secs: u64, job: fn(&Storage)) -> tokio::task::Jo
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+async fn main() -> Exit {
+    daemon::init_logs();
     let args = Args::parse();
-    let config = match load(&args.config) {
+    let config: Config = match daemon::load_config(&args.config) {
         Ok(config) => config,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return Exit::BadConfiguration.because(err),
     };
     let storage = match tokio::task::block_in_place(|| Storage::start(config)) {
         Ok(storage) => Arc::new(storage),
-        Err(err) => {
-            tracing::error!("cannot prepare the storage: {err}");
-            return ExitCode::from(3);
-        }
+        Err(err) => return Exit::Resources.because(format!("cannot prepare the storage: {err}")),
     };
     for broken in storage.broken_devices() {
         tracing::warn!(device = broken.path, "device not used: {}", broken.err);
@@ -87,7 +75,7 @@ async fn main() -> ExitCode {
             let publisher = zos_zbus::Publisher::new(
                 client,
                 "storage",
-                &zos_storaged::interface::StorageClient::object(),
+                &zos_interfaces::storage::StorageClient::object(),
                 "Monitor",
             );
             Some(tokio::spawn(async move {
@@ -111,7 +99,7 @@ async fn main() -> ExitCode {
     };
     let mut server = Server::new("storage", storage.config().redis.clone(), storage.config().workers);
     server.register(StorageServer(storage.clone()));
-    let served = server.run(zos_zbus::until_signal()).await;
+    let served = server.run(daemon::shutdown_signal()).await;
     resizer.abort();
     rescanner.abort();
     if let Some(monitor) = monitor {
@@ -120,11 +108,8 @@ async fn main() -> ExitCode {
     match served {
         Ok(()) => {
             tracing::info!("stopped");
-            ExitCode::SUCCESS
+            Exit::Stopped
         }
-        Err(err) => {
-            tracing::error!("bus failure: {err}");
-            ExitCode::from(4)
-        }
+        Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
     }
 }

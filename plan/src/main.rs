@@ -1,0 +1,260 @@
+//! `zos-plan`: the offline what-if planner. It reads files and this machine's `/proc` and `/sys`, runs
+//! the same ledger code that admits on the node, and prints tables or JSON.
+//!
+//! Exit codes: 0 the work was done (whatever the verdicts), 1 an internal failure, 2 bad input
+//! (unreadable file, malformed JSON, a field of the wrong shape, a bad flag), with the file, line and field.
+
+mod bench;
+mod discover;
+mod input;
+mod plot;
+mod table;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use zos_planner::Ledger;
+use zos_planner::headroom::{Shape, headroom};
+use zos_planner::placement::{Objective, PlacementOptions, place};
+use zos_types::Unit;
+use zos_types::scenario::{Farm, Policy, Preset, Requests, Scenario};
+
+#[derive(Parser)]
+#[command(name = "zos-plan", version, about = "What-if capacity planning for ZOS nodes and farms")]
+struct Cli {
+    /// What to do; with none, `discover` this machine.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct MachineArgs {
+    /// Read the machine under this root (a snapshot such as fixtures/hardware/h100-node) instead of `/`.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Treat this disk as SSD whatever its rotational flag says (repeatable).
+    #[arg(long)]
+    ssd: Vec<String>,
+    /// Treat this disk as HDD (repeatable).
+    #[arg(long)]
+    hdd: Vec<String>,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum ShapeKind {
+    Zmachine,
+    Zmount,
+    Volume,
+    Zdb,
+    Ip,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum PresetArg {
+    Zos,
+    Strict,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe this machine (or a snapshot) as a node: threads, memory, pools, GPUs, NICs, reserved and usable.
+    Discover {
+        #[command(flatten)]
+        machine: MachineArgs,
+        /// Print the `node` object of a scenario instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a scenario (a node, a policy, existing deployments, requests) without side effects.
+    Check {
+        /// The scenario file (JSON).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Print one JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How many more of a shape fit, what binds first, and the largest single workload of each type.
+    Headroom {
+        /// A scenario (its state after the requests); without it, this machine (see --root).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[command(flatten)]
+        machine: MachineArgs,
+        /// Policy for this machine (a scenario carries its own).
+        #[arg(long, value_enum, default_value = "strict")]
+        policy: PresetArg,
+        /// The shape's type.
+        #[arg(long = "type", value_enum, default_value = "zmachine")]
+        kind: ShapeKind,
+        /// zmachine vCPUs.
+        #[arg(long, default_value_t = 1)]
+        cpu: u8,
+        /// zmachine memory (e.g. 4GiB).
+        #[arg(long, default_value = "1GiB")]
+        memory: Unit,
+        /// zmachine root disk (0 for the minimum).
+        #[arg(long, default_value = "0")]
+        disk: Unit,
+        /// zmount, volume or zdb size.
+        #[arg(long, default_value = "10GiB")]
+        size: Unit,
+        /// Stop counting at this many.
+        #[arg(long, default_value_t = 1_000_000)]
+        limit: u64,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assign deployments (whole) to the nodes of a farm.
+    Place {
+        /// The farm: {"nodes": [{"name", "node", "policy"?, "deployments"?}]}.
+        #[arg(long)]
+        farm: PathBuf,
+        /// The deployments: {"requests": [...]}.
+        #[arg(long)]
+        requests: PathBuf,
+        /// min-nodes, balance or max-placed.
+        #[arg(long, default_value = "min-nodes")]
+        objective: String,
+        /// Time limit of the MILP improvement, in seconds (0: heuristic only).
+        #[arg(long, default_value_t = 10.0)]
+        time_limit: f64,
+        /// Write an SVG chart of per-node utilization to this file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Print one JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the benchmark suite on this machine.
+    Bench {
+        /// Smaller sizes, for a first look.
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON (with the machine description) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure and the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    fn bad_input(error: anyhow::Error) -> Failure {
+        Failure { code: 2, error }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { code: 1, error }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("zos-plan: error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn render<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T) -> String) -> Result<(), Failure> {
+    let text = if json { serde_json::to_string_pretty(value).context("encoding the report")? } else { table(value) };
+    print(&text)
+}
+
+fn discover_machine(machine: &MachineArgs) -> Result<discover::Discovery, Failure> {
+    let overrides = discover::Overrides { ssd: &machine.ssd, hdd: &machine.hdd };
+    let hardware = zos_hardware::Hardware::read(&machine.root).map_err(|err| Failure::bad_input(err.into()))?;
+    Ok(discover::node(hardware, &overrides))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let command = cli.command.unwrap_or(Command::Discover {
+        machine: MachineArgs { root: PathBuf::from("/"), ssd: Vec::new(), hdd: Vec::new() },
+        json: false,
+    });
+    match command {
+        Command::Discover { machine, json } => {
+            let found = discover_machine(&machine)?;
+            if json {
+                render(true, &found.node, |_| String::new())
+            } else {
+                print(&table::discovery(&found, &machine.root))
+            }
+        }
+        Command::Check { scenario, json } => {
+            let scenario: Scenario = input::read_json(&scenario).map_err(Failure::bad_input)?;
+            render(json, &zos_planner::check::check(&scenario), table::check_report)
+        }
+        Command::Headroom { scenario, machine, policy, kind, cpu, memory, disk, size, limit, json } => {
+            let ledger = match scenario {
+                Some(path) => ledger_after(&input::read_json::<Scenario>(&path).map_err(Failure::bad_input)?),
+                None => {
+                    let preset = if policy == PresetArg::Zos { Preset::Zos } else { Preset::Strict };
+                    Ledger::new(&discover_machine(&machine)?.node, Policy::preset(preset))
+                }
+            };
+            let shape = match kind {
+                ShapeKind::Zmachine => Shape::Zmachine { cpu, memory, disk },
+                ShapeKind::Zmount => Shape::Zmount { size },
+                ShapeKind::Volume => Shape::Volume { size },
+                ShapeKind::Zdb => Shape::Zdb { size },
+                ShapeKind::Ip => Shape::Ip,
+            };
+            render(json, &headroom(&ledger, shape, limit), table::headroom)
+        }
+        Command::Place { farm, requests, objective, time_limit, plot, json } => {
+            let objective = Objective::parse(&objective).map_err(|err| Failure::bad_input(anyhow!(err)))?;
+            if !time_limit.is_finite() || time_limit < 0.0 {
+                return Err(Failure::bad_input(anyhow!("--time-limit must be a non-negative number of seconds")));
+            }
+            let farm: Farm = input::read_json(&farm).map_err(Failure::bad_input)?;
+            let requests: Requests = input::read_json(&requests).map_err(Failure::bad_input)?;
+            let options = PlacementOptions { objective, time_limit_secs: time_limit, ..PlacementOptions::default() };
+            let report = place(&farm, &requests.requests, &options);
+            if let Some(path) = plot {
+                write_file(&path, &plot::utilization_svg(&report))?;
+            }
+            render(json, &report, table::placement)
+        }
+        Command::Bench { quick, json } => render(json, &bench::run(quick)?, table::bench),
+    }
+}
+
+/// The ledger of a scenario after its existing deployments and requests.
+fn ledger_after(scenario: &Scenario) -> Ledger {
+    let mut ledger = Ledger::new(&scenario.node, scenario.policy);
+    for deployment in &scenario.deployments {
+        ledger.hold_deployment(deployment);
+    }
+    for deployment in &scenario.requests {
+        ledger.admit_deployment(deployment);
+    }
+    ledger
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display())).map_err(Failure::from)
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}") {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::from(err).into()),
+        _ => Ok(()),
+    }
+}
