@@ -1,4 +1,8 @@
 //! The calling side: push a request on the object's list, wait on the reply list until the deadline.
+//!
+//! Waiting connections are pooled. One that sat idle is checked with a `PING` before it carries a
+//! request, so that the first call after a Redis restart goes out on a fresh connection instead of
+//! failing on a dead one; a request that was pushed is never pushed again.
 
 use crate::error::ZbusError;
 use crate::wire::{self, ObjectId, Request, Response};
@@ -21,10 +25,16 @@ pub struct Client {
 struct Inner {
     redis: redis::Client,
     push: ConnectionManager,
-    /// Connections for blocking pops: one per waiting call, reused.
-    waiting: Mutex<Vec<MultiplexedConnection>>,
+    /// Connections for blocking pops: one per waiting call, reused, with when each was last used.
+    waiting: Mutex<Vec<(MultiplexedConnection, Instant)>>,
     deadline: Duration,
+    max_frame: usize,
 }
+
+/// A pooled connection idle for longer than this is checked with a `PING` before use. A Redis restart
+/// takes far longer than this (a process start, a socket bound, a dataset loaded), so a connection used
+/// more recently cannot have been cut by one; a busy caller pays no extra round trip.
+const IDLE_CHECK: Duration = Duration::from_millis(10);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,7 +67,28 @@ impl Client {
         let redis = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new().set_number_of_retries(2).set_max_delay(Duration::from_millis(500));
         let push = ConnectionManager::new_with_config(redis.clone(), config).await?;
-        Ok(Client { inner: Arc::new(Inner { redis, push, waiting: Mutex::new(Vec::new()), deadline }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                redis,
+                push,
+                waiting: Mutex::new(Vec::new()),
+                deadline,
+                max_frame: crate::server::DEFAULT_MAX_FRAME,
+            }),
+        })
+    }
+
+    /// The same connection with another limit on requests and replies, in bytes (default
+    /// [`DEFAULT_MAX_FRAME`](crate::server::DEFAULT_MAX_FRAME)).
+    pub fn with_max_frame(self, bytes: usize) -> Client {
+        let inner = Inner {
+            redis: self.inner.redis.clone(),
+            push: self.inner.push.clone(),
+            waiting: Mutex::new(Vec::new()),
+            deadline: self.inner.deadline,
+            max_frame: bytes,
+        };
+        Client { inner: Arc::new(inner) }
     }
 
     /// The default deadline.
@@ -65,16 +96,25 @@ impl Client {
         self.inner.deadline
     }
 
+    /// A connection for one call: a pooled one that is known to work, or a fresh one. Nothing has been
+    /// pushed yet, so a dead pooled connection costs nothing but the check.
     async fn waiting_connection(&self) -> Result<MultiplexedConnection, ZbusError> {
-        let reused = self.inner.waiting.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match reused {
-            Some(conn) => Ok(conn),
-            None => Ok(self.inner.redis.get_multiplexed_async_connection_with_config(&blocking_config()).await?),
+        loop {
+            let reused = self.inner.waiting.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some((mut conn, used)) = reused else { break };
+            if used.elapsed() < IDLE_CHECK {
+                return Ok(conn);
+            }
+            match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                Ok(_) => return Ok(conn),
+                Err(err) => tracing::debug!("dropping a dead pooled connection: {err}"),
+            }
         }
+        Ok(self.inner.redis.get_multiplexed_async_connection_with_config(&blocking_config()).await?)
     }
 
     fn give_back(&self, conn: MultiplexedConnection) {
-        self.inner.waiting.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.inner.waiting.lock().unwrap_or_else(|p| p.into_inner()).push((conn, Instant::now()));
     }
 
     /// Calls `module.object.method` with already-encoded inputs and returns the encoded output.
@@ -95,6 +135,9 @@ impl Client {
             method: method.to_string(),
         };
         let bytes = encode(&request)?;
+        if bytes.len() > self.inner.max_frame {
+            return Err(ZbusError::TooLarge { what: "request", bytes: bytes.len(), limit: self.inner.max_frame });
+        }
         let started = Instant::now();
         let mut conn = self.waiting_connection().await?;
         let target = format!("{}.{method}", object.queue(module));
@@ -121,6 +164,9 @@ impl Client {
                 };
             if let Some((_, reply)) = popped {
                 self.give_back(conn);
+                if reply.len() > self.inner.max_frame {
+                    return Err(ZbusError::TooLarge { what: "reply", bytes: reply.len(), limit: self.inner.max_frame });
+                }
                 let response: Response = decode(&reply)?;
                 if let Some(error) = response.error {
                     return Err(ZbusError::Protocol(error));
@@ -128,7 +174,8 @@ impl Client {
                 if let Some(error) = response.output.error {
                     return Err(ZbusError::Remote(error));
                 }
-                return Ok(response.output.data.into_vec());
+                // Go sends nil `Data` for a method that returns only an error: that decodes as nil.
+                return Ok(response.output.data.map_or_else(|| wire::NIL.to_vec(), serde_bytes::ByteBuf::into_vec));
             }
         }
     }

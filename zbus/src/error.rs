@@ -18,6 +18,8 @@ pub mod code {
     pub const FORBIDDEN: &str = "forbidden";
     /// The module cannot serve this now.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// A request or reply is larger than the bus allows.
+    pub const TOO_LARGE: &str = "too_large";
     /// Anything else.
     pub const INTERNAL: &str = "internal";
 }
@@ -45,6 +47,16 @@ pub enum ZbusError {
     /// A value could not be encoded or decoded.
     #[error("codec: {0}")]
     Codec(String),
+    /// A request or reply larger than the limit.
+    #[error("{what} of {bytes} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// `request` or `reply`.
+        what: &'static str,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl ZbusError {
@@ -52,6 +64,7 @@ impl ZbusError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ZbusError::Remote(err) => Some(err.code.as_str()),
+            ZbusError::TooLarge { .. } => Some(code::TOO_LARGE),
             _ => None,
         }
     }

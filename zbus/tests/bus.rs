@@ -201,6 +201,126 @@ async fn status_object_lists_what_is_served() {
     assert!(status.objects.contains(&ObjectId::new("calculator", "1.0")));
     assert!(status.objects.contains(&ObjectId::new("calculator", "2.0")));
     assert_eq!(status.workers.len(), 4);
+    // Each worker's start time travels as Go's `StartTime`, a Go time value, and is recent.
+    let typed: zos_zbus::Status = client.call(MODULE, &ObjectId::new("zbus", "1.0"), "", vec![]).await.expect("status");
+    let now = zos_zbus::wire::GoTime::now();
+    assert!(typed.workers.iter().all(|w| w.start_time.secs > now.secs - 600 && w.start_time <= now), "{typed:?}");
+}
+
+/// Pushes a hand-made reply for the next request on `queue`: what a Go server would send.
+async fn answer_next_request(redis_url: String, queue: String, reply: impl Fn(&str) -> Vec<u8> + Send + 'static) {
+    let redis = redis::Client::open(redis_url).expect("redis");
+    let mut conn = redis.get_multiplexed_async_connection().await.expect("conn");
+    let (_, bytes): (String, Vec<u8>) =
+        redis::cmd("BLPOP").arg(&queue).arg(5).query_async(&mut conn).await.expect("a request");
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(rename = "ID")]
+        id: String,
+    }
+    let envelope: Envelope = zos_zbus::decode(&bytes).expect("request");
+    let _: i64 =
+        redis::cmd("RPUSH").arg(&envelope.id).arg(reply(&envelope.id)).query_async(&mut conn).await.expect("reply");
+}
+
+/// `{"ID": id, "Output": {"Data": nil, "Error": error}, "Error": nil}` as Go's msgpack writes it.
+fn go_reply(id: &str, error: Option<&str>) -> Vec<u8> {
+    let mut out = vec![0x83, 0xa2, b'I', b'D', 0xd9, id.len() as u8];
+    out.extend_from_slice(id.as_bytes());
+    out.extend([0xa6, b'O', b'u', b't', b'p', b'u', b't', 0x82, 0xa4, b'D', b'a', b't', b'a', 0xc0]);
+    out.extend([0xa5, b'E', b'r', b'r', b'o', b'r']);
+    match error {
+        Some(message) => {
+            out.extend([0x81, 0xa7, b'M', b'e', b's', b's', b'a', b'g', b'e', 0xa0 | message.len() as u8]);
+            out.extend_from_slice(message.as_bytes());
+        }
+        None => out.push(0xc0),
+    }
+    out.extend([0xa5, b'E', b'r', b'r', b'o', b'r', 0xc0]);
+    out
+}
+
+/// A Go server answers an error-only method with nil `Data`: the Rust client sees the Go error, and a
+/// success decodes as "no data".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_replies_with_nil_data_reach_the_caller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = LocalRedis::start(dir.path()).unwrap_or_else(|err| panic!("{err}"));
+    let client = Client::with_deadline(&redis.url(), Duration::from_secs(5)).await.expect("client");
+    let object = ObjectId::new("storage", "0.0.1");
+    let queue = object.queue("storage");
+    let answer =
+        tokio::spawn(answer_next_request(redis.url(), queue.clone(), |id| go_reply(id, Some("no such volume"))));
+    let err = client.call::<()>("storage", &object, "VolumeDelete", vec![]).await.expect_err("Go's error");
+    answer.await.expect("answered");
+    assert!(matches!(&err, ZbusError::Remote(e) if e.message == "no such volume" && e.code.is_empty()), "{err:?}");
+    let answer = tokio::spawn(answer_next_request(redis.url(), queue, |id| go_reply(id, None)));
+    client.call::<()>("storage", &object, "VolumeDelete", vec![]).await.expect("nil data is no data");
+    answer.await.expect("answered");
+}
+
+/// A wrong-typed key where an object's request list must be (`SET provision.provision@0.0.1 x`) is
+/// left out of the pop: the other objects keep being served, the server does not spin reconnecting, and
+/// the object is served again once the key is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_typed_request_key_does_not_stop_the_server() {
+    let (bus, client) = bus(Duration::from_secs(5)).await;
+    let redis = redis::Client::open(bus.redis.url()).expect("redis");
+    let mut conn = redis.get_multiplexed_async_connection().await.expect("conn");
+    let v2_queue = ObjectId::new("calculator", "2.0").queue(MODULE);
+    let _: () = redis::cmd("SET").arg(&v2_queue).arg("x").query_async(&mut conn).await.expect("set");
+    let v1 = CalculatorClient::new(client.clone(), MODULE);
+    for i in 0..20 {
+        assert_eq!(v1.add(i, 1).await.expect("v1 still served"), i + 1);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(v1.add(1, 1).await.expect("v1 still served"), 2);
+    assert_eq!(
+        bus.stats.reconnects.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a wrong type is no lost connection"
+    );
+    let _: i64 = redis::cmd("DEL").arg(&v2_queue).query_async(&mut conn).await.expect("del");
+    let v2 = CalculatorV2Client::new(client, MODULE);
+    assert_eq!(v2.add(6, 7).await.expect("served again once fixed"), 42);
+}
+
+/// The first call after a Redis restart goes out on a fresh connection instead of failing with a
+/// broken pipe on the pooled one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_call_after_redis_restart_succeeds() {
+    let (mut bus, client) = bus(Duration::from_secs(10)).await;
+    let calc = CalculatorClient::new(client, MODULE);
+    assert_eq!(calc.add(1, 2).await.expect("before"), 3);
+    bus.redis.kill();
+    bus.redis.restart().expect("restart redis");
+    assert_eq!(calc.add(2, 2).await.expect("the first call after the restart"), 4);
+    assert_eq!(calc.add(3, 3).await.expect("and the next"), 6);
+}
+
+/// Requests and replies are bounded: a request over the server's limit is answered with `too_large`
+/// without being decoded, and the client refuses to send one over its own limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_are_refused_with_a_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = LocalRedis::start(dir.path()).unwrap_or_else(|err| panic!("{err}"));
+    let mut server = Server::new(MODULE, redis.url(), 2).with_max_frame(4096);
+    server.register(CalculatorServer(Arc::new(Calc)));
+    let stats = server.stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let client = Client::with_deadline(&redis.url(), Duration::from_secs(5)).await.expect("client");
+    let calc = CalculatorClient::new(client.clone(), MODULE);
+    let err = calc.sum(vec![u64::MAX; 1000]).await.expect_err("over the server's limit");
+    assert_eq!(err.code(), Some(code::TOO_LARGE), "{err:?}");
+    assert_eq!(stats.too_large.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(calc.sum(vec![1, 2]).await.expect("small calls still served"), 3);
+    let small = CalculatorClient::new(client.with_max_frame(512), MODULE);
+    let err = small.sum(vec![u64::MAX; 100]).await.expect_err("over the client's limit");
+    assert!(matches!(err, ZbusError::TooLarge { what: "request", .. }), "{err:?}");
+    let _ = stop.send(());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
