@@ -23,6 +23,8 @@ pub struct Disk {
     pub model: String,
     /// Partitions found under it.
     pub partitions: Vec<String>,
+    /// Devices stacked on it (`sys/block/<name>/holders`: device-mapper, md, bcache).
+    pub holders: Vec<String>,
 }
 
 /// The block devices of a machine.
@@ -61,6 +63,7 @@ pub fn read_disk(root: &Path, name: &str) -> Option<Disk> {
         .filter(|(_, path)| path.join("partition").exists())
         .map(|(name, _)| name)
         .collect();
+    let holders = sysfs::entries(&sys.join("holders")).into_iter().map(|(name, _)| name).collect();
     Some(Disk {
         name: name.to_string(),
         path: PathBuf::from("/dev").join(name),
@@ -68,6 +71,7 @@ pub fn read_disk(root: &Path, name: &str) -> Option<Disk> {
         rotational: sysfs::value(&sys.join("queue/rotational")).as_deref() == Some("1"),
         model: sysfs::value(&sys.join("device/model")).unwrap_or_default(),
         partitions,
+        holders,
     })
 }
 
@@ -137,6 +141,17 @@ mod tests {
         assert!(found.disks.iter().all(|d| d.rotational), "both report rotational");
         assert!(found.skipped.iter().any(|(name, why)| name == "zram0" && why == "zram"));
         assert!(found.skipped.iter().any(|(name, why)| name == "loop0" && why == "loop device"));
+    }
+
+    #[test]
+    fn holders_are_read() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let sys = root.path().join("sys/block/vdc");
+        std::fs::create_dir_all(sys.join("holders/dm-0")).expect("holders");
+        std::fs::write(sys.join("size"), "2048\n").expect("size");
+        let disk = read_disk(root.path(), "vdc").expect("disk");
+        assert_eq!(disk.holders, ["dm-0"]);
+        assert!(discover(&fixture("dev-vm")).disks.iter().all(|d| d.holders.is_empty()));
     }
 
     #[test]

@@ -14,6 +14,9 @@ fn mnt() -> PathBuf {
 fn cache() -> PathBuf {
     PathBuf::from("/var/cache")
 }
+fn images() -> Vec<PathBuf> {
+    vec![PathBuf::from("/var/cache/modules/flistd")]
+}
 fn redis() -> String {
     "unix:///var/run/redis.sock".into()
 }
@@ -58,6 +61,10 @@ pub struct Config {
     /// How often the disks are rescanned (a disk that appeared or vanished), in seconds.
     #[serde(default = "rescan")]
     pub rescan_secs: u64,
+    /// The only directories `DiskWrite` reads images from (flistd's image cache on a node): a caller
+    /// cannot make storaged copy any other host file into a vdisk.
+    #[serde(default = "images")]
+    pub images: Vec<PathBuf>,
     /// Operator overrides of disk kinds, by device name or path: `vdb = "hdd"`.
     #[serde(default)]
     pub overrides: BTreeMap<String, PoolKind>,

@@ -107,18 +107,24 @@ impl Storage {
         &self.config
     }
 
-    fn disks(&self) -> Vec<Disk> {
+    /// The devices to use: discovered, or the configured ones (a configured path that does not exist is
+    /// reported as broken).
+    fn disks(&self) -> (Vec<Disk>, Vec<BrokenDevice>) {
         if self.config.devices.is_empty() {
-            return block::discover(&self.config.root).disks;
+            return (block::discover(&self.config.root).disks, Vec::new());
         }
-        self.config
-            .devices
-            .iter()
-            .filter_map(|path| {
-                let name = std::fs::canonicalize(path).ok()?.file_name()?.to_string_lossy().into_owned();
-                block::read_disk(Path::new("/"), &name).map(|disk| Disk { path: path.clone(), ..disk })
-            })
-            .collect()
+        let mut disks = Vec::new();
+        let mut missing = Vec::new();
+        for path in &self.config.devices {
+            match device::configured(path) {
+                Some(disk) => disks.push(disk),
+                None => missing.push(BrokenDevice {
+                    path: path.display().to_string(),
+                    err: "configured device does not exist or cannot be read".into(),
+                }),
+            }
+        }
+        (disks, missing)
     }
 
     fn kind_of(&self, disk: &Disk, mountpoint: &Path) -> PoolKind {
@@ -143,44 +149,30 @@ impl Storage {
     pub fn rescan(&self) -> Result<(), StorageError> {
         let mut pools = Vec::new();
         let mut broken_pools = Vec::new();
-        let mut broken_devices = Vec::new();
-        for disk in self.disks() {
+        let (disks, mut broken_devices) = self.disks();
+        for disk in disks {
             let shown = disk.path.display().to_string();
-            if !disk.partitions.is_empty() {
-                broken_devices.push(BrokenDevice {
-                    path: shown,
-                    err: format!("foreign: has partitions {:?}, left untouched", disk.partitions),
-                });
-                continue;
-            }
-            let signature = match device::signature(&disk.path) {
-                Ok(signature) => signature,
-                Err(err) => {
-                    broken_devices.push(BrokenDevice { path: shown, err: err.to_string() });
+            let label = match device::contents(&disk, LABEL_PREFIX) {
+                device::Contents::Pool(label) => label,
+                device::Contents::Blank => {
+                    let label = format!("{LABEL_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+                    if let Err(err) = btrfs::mkfs(&disk.path, &label) {
+                        broken_devices.push(BrokenDevice { path: shown, err: err.to_string() });
+                        continue;
+                    }
+                    tracing::info!(device = %disk.path.display(), label, "formatted a blank disk as a pool");
+                    label
+                }
+                device::Contents::Foreign(what) => {
+                    tracing::warn!(device = %disk.path.display(), "foreign disk left untouched: {what}");
+                    broken_devices.push(BrokenDevice { path: shown, err: format!("foreign: {what}, left untouched") });
                     continue;
                 }
-            };
-            let label = if signature.is_blank() {
-                let label = format!("{LABEL_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-                if let Err(err) = btrfs::mkfs(&disk.path, &label) {
-                    broken_devices.push(BrokenDevice { path: shown, err: err.to_string() });
+                device::Contents::Broken(why) => {
+                    tracing::warn!(device = %disk.path.display(), "disk not used, left untouched: {why}");
+                    broken_devices.push(BrokenDevice { path: shown, err: format!("broken: {why}, left untouched") });
                     continue;
                 }
-                tracing::info!(device = %disk.path.display(), label, "formatted a blank disk as a pool");
-                label
-            } else if signature.fs_type == "btrfs" && signature.label.starts_with(LABEL_PREFIX) {
-                signature.label
-            } else {
-                let what = if !signature.partition_table.is_empty() {
-                    format!("partition table {}", signature.partition_table)
-                } else if signature.fs_type.is_empty() {
-                    format!("label '{}' we do not own", signature.label)
-                } else {
-                    format!("{} filesystem labelled '{}'", signature.fs_type, signature.label)
-                };
-                tracing::warn!(device = %disk.path.display(), "foreign disk left untouched: {what}");
-                broken_devices.push(BrokenDevice { path: shown, err: format!("foreign: {what}, left untouched") });
-                continue;
             };
             let mountpoint = self.config.mount_root.join(&label);
             match btrfs::mount(&disk.path, &mountpoint) {
@@ -260,7 +252,7 @@ impl Storage {
 
     fn user_volume_name(name: &str) -> Result<(), StorageError> {
         validate_name(name)?;
-        if name == VDISKS || name.starts_with(ZDB) {
+        if name == VDISKS || name == CACHE || name.starts_with(ZDB) {
             return Err(StorageError::Invalid(format!("'{name}' is reserved")));
         }
         Ok(())
@@ -393,18 +385,36 @@ impl Storage {
         let state = self.lock();
         let path =
             Self::find_disk(&state.pools, name).ok_or_else(|| StorageError::NotFound(format!("disk '{name}'")))?;
-        if !device::signature(&path)?.is_blank() {
+        if device::signature(&path)?.is_some_and(|found| !found.is_blank()) {
             return Err(StorageError::Invalid(format!("disk '{name}' already holds data")));
         }
-        let image_size = std::fs::metadata(image)?.len();
+        let image = self.image_path(image)?;
+        let image_size = std::fs::metadata(&image)?.len();
         if image_size > std::fs::metadata(&path)?.len() {
-            return Err(StorageError::Invalid(format!("image {image} is larger than disk '{name}'")));
+            return Err(StorageError::Invalid(format!("image {} is larger than disk '{name}'", image.display())));
         }
-        let mut source = std::fs::File::open(image)?;
+        let mut source = std::fs::File::open(&image)?;
         let mut target = std::fs::OpenOptions::new().write(true).open(&path)?;
         std::io::copy(&mut source, &mut target)?;
         target.sync_all()?;
         Ok(())
+    }
+
+    /// An image path `DiskWrite` may read: a regular file under one of the configured image
+    /// directories, links resolved first (so `..` and symlinks cannot lead out).
+    fn image_path(&self, image: &str) -> Result<PathBuf, StorageError> {
+        let outside = || StorageError::Invalid(format!("image {image} is not a file under the image cache"));
+        let resolved = std::fs::canonicalize(image).map_err(|_| outside())?;
+        let inside = self
+            .config
+            .images
+            .iter()
+            .filter_map(|root| std::fs::canonicalize(root).ok())
+            .any(|root| resolved.starts_with(root));
+        if !inside || !resolved.is_file() {
+            return Err(outside());
+        }
+        Ok(resolved)
     }
 
     /// Formats a vdisk with btrfs, unless it holds a filesystem already.
@@ -413,7 +423,7 @@ impl Storage {
         let state = self.lock();
         let path =
             Self::find_disk(&state.pools, name).ok_or_else(|| StorageError::NotFound(format!("disk '{name}'")))?;
-        if !device::signature(&path)?.fs_type.is_empty() {
+        if device::signature(&path)?.is_some_and(|found| !found.fs_type.is_empty()) {
             return Ok(());
         }
         run("mkfs.btrfs", &["-q".as_ref(), path.as_os_str()]).map(drop)

@@ -3,86 +3,15 @@
 //! Needs root (loop devices, mounts); CI runs as root, elsewhere the test says why it is skipped.
 //! Every loop device and mount is cleaned up, even when the test fails.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+mod rig;
+
+use rig::{GIB, MIB, Rig, sh};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use zos_interfaces::storage::StorageClient;
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
-
-const GIB: u64 = 1 << 30;
-const MIB: u64 = 1 << 20;
-
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|err| panic!("{program}: {err}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Loop devices and mounts under one directory, all released on drop.
-struct Rig {
-    dir: tempfile::TempDir,
-    loops: Vec<String>,
-    daemon: Option<Child>,
-}
-
-impl Rig {
-    fn new() -> Rig {
-        Rig { dir: tempfile::tempdir().expect("tempdir"), loops: Vec::new(), daemon: None }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn loop_device(&mut self, name: &str, size: u64) -> String {
-        let file = self.path(name);
-        std::fs::File::create(&file).expect("image").set_len(size).expect("sparse size");
-        let device = sh("losetup", &["-f", "--show", file.to_str().expect("path")]);
-        self.loops.push(device.clone());
-        device
-    }
-
-    fn mounts_under(&self) -> Vec<String> {
-        let root = std::fs::canonicalize(self.dir.path()).expect("dir");
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<String> = info
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .filter(|target| Path::new(target).starts_with(&root))
-            .map(str::to_string)
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        mounts
-    }
-
-    fn stop_daemon(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(10) {
-                if child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.stop_daemon();
-        for mount in self.mounts_under() {
-            let _ = Command::new("umount").args(["-l", &mount]).status();
-        }
-        for device in &self.loops {
-            let _ = Command::new("losetup").args(["-d", device]).status();
-        }
-    }
-}
 
 fn start_daemon(rig: &mut Rig, config: &Path) {
     let child = Command::new(env!("CARGO_BIN_EXE_storaged"))
@@ -118,11 +47,12 @@ async fn storaged_on_loop_devices() {
     // A fourth disk, named by a link that points nowhere yet: it "appears" later in the test.
     let late = rig.path("late-disk");
     let config = format!(
-        "devices = [\"{ssd_a}\", \"{ssd_b}\", \"{hdd}\", \"{foreign}\", \"{}\"]\nrescan_secs = 1\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{}\"\nworkers = 2\n\n[overrides]\n{} = \"ssd\"\n{} = \"ssd\"\n{} = \"hdd\"\n\"{}\" = \"hdd\"\n",
+        "devices = [\"{ssd_a}\", \"{ssd_b}\", \"{hdd}\", \"{foreign}\", \"{}\"]\nrescan_secs = 1\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{}\"\nworkers = 2\nimages = [\"{}\"]\n\n[overrides]\n{} = \"ssd\"\n{} = \"ssd\"\n{} = \"hdd\"\n\"{}\" = \"hdd\"\n",
         late.display(),
         rig.path("mnt").display(),
         rig.path("cache").display(),
         redis.url(),
+        rig.path("images").display(),
         name(&ssd_a),
         name(&ssd_b),
         name(&hdd),
@@ -137,10 +67,14 @@ async fn storaged_on_loop_devices() {
 
     // Never destroy data: the ext4 disk is reported and untouched.
     let broken = storage.broken_devices().await.expect("broken devices");
-    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken.len(), 2, "{broken:?}");
     assert!(
-        broken[0].path == foreign && broken[0].err.contains("foreign") && broken[0].err.contains("ext4"),
+        broken.iter().any(|b| b.path == foreign && b.err.contains("foreign") && b.err.contains("ext4")),
         "{broken:?}"
+    );
+    assert!(
+        broken.iter().any(|b| b.path == late.display().to_string() && b.err.contains("does not exist")),
+        "a configured path that does not exist is reported: {broken:?}"
     );
     assert_eq!(sh("blkid", &["-o", "value", "-s", "LABEL", &foreign]), "userdata");
 
@@ -175,7 +109,7 @@ async fn storaged_on_loop_devices() {
     assert_eq!(err.to_string(), "not enough space left in pools of this type ssd");
 
     // Names are validated.
-    for bad in ["../etc", "a/b", ".."] {
+    for bad in ["../etc", "a/b", "..", "zos-cache", "vdisks"] {
         let err = storage.volume_create(bad.into(), MIB).await.expect_err("bad name");
         assert_eq!(err.code(), Some("invalid"), "{bad}");
     }
@@ -188,8 +122,17 @@ async fn storaged_on_loop_devices() {
     assert_eq!(storage.disk_create("1-1-disk".into(), MIB).await.expect_err("exists").code(), Some("exists"));
     assert_eq!(storage.disk_resize("1-1-disk".into(), 512 * MIB).await.expect("grow").size as u64, 512 * MIB);
     assert_eq!(storage.disk_resize("1-1-disk".into(), MIB).await.expect_err("shrink").code(), Some("invalid"));
-    let image = rig.path("image.raw");
-    std::fs::write(&image, vec![0x5a; 4 * MIB as usize]).expect("image");
+    let outside = rig.path("image.raw");
+    std::fs::write(&outside, vec![0x5a; 4 * MIB as usize]).expect("image");
+    for host_file in
+        [outside.display().to_string(), "/etc/shadow".into(), format!("{}/../image.raw", rig.path("images").display())]
+    {
+        let err = storage.disk_write("1-1-disk".into(), host_file.clone()).await.expect_err("outside the image cache");
+        assert_eq!(err.code(), Some("invalid"), "{host_file}: {err}");
+    }
+    std::fs::create_dir_all(rig.path("images")).expect("images");
+    let image = rig.path("images/image.raw");
+    std::fs::rename(&outside, &image).expect("into the image cache");
     storage.disk_write("1-1-disk".into(), image.display().to_string()).await.expect("write image");
     let head = std::fs::read(&disk.path).expect("read vdisk");
     assert!(head[..4096].iter().all(|&b| b == 0x5a));
