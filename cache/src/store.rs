@@ -52,6 +52,28 @@ fn open_engine(path: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// The store holds every tenant's secrets (WireGuard keys in network data): its directory is 0700 and
+/// its files 0600, set here rather than left to the umask of whoever starts the daemon.
+fn restrict(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let mode = if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+                0o700
+            } else {
+                0o600
+            };
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
+}
+
 /// The durable node state. Cheap to share between threads; writes are serialized.
 pub struct Store {
     path: PathBuf,
@@ -94,7 +116,9 @@ impl Store {
     /// refused, never reinterpreted.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
+        restrict(&path)?;
         let db = open_engine(&path)?;
+        restrict(&path)?;
         let tree = db.open_tree("zos")?;
         let data_file = File::open(path.join("db"))?;
         let store = Store { path, db, tree, data_file, writer: Mutex::new(()), poisoned: AtomicBool::new(false) };

@@ -42,6 +42,9 @@ pub enum NetError {
     /// I/O.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The state directory cannot be trusted or prepared.
+    #[error("{0}")]
+    StateDir(#[from] zos_interfaces::daemon::StateDirError),
 }
 
 impl From<NetError> for RemoteError {
@@ -50,7 +53,7 @@ impl From<NetError> for RemoteError {
             NetError::Invalid(_) => code::INVALID,
             NetError::Conflict(_) => code::CONFLICT,
             NetError::NotFound(_) => code::NOT_FOUND,
-            NetError::Command { .. } | NetError::Io(_) => code::INTERNAL,
+            NetError::Command { .. } | NetError::Io(_) | NetError::StateDir(_) => code::INTERNAL,
         };
         RemoteError::new(code, err.to_string())
     }
@@ -124,7 +127,7 @@ fn lease_address(lease: u32) -> Ipv4Addr {
 impl Networker {
     /// Loads what an earlier run created, and makes sure the NAT namespace and the public bridge exist.
     pub fn start(config: Config) -> Result<Networker, NetError> {
-        std::fs::create_dir_all(&config.state_dir)?;
+        zos_interfaces::daemon::private_dir(&config.state_dir)?;
         let state: State = match std::fs::read(config.state_dir.join("state.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|err| NetError::Invalid(format!("corrupt networkd state: {err}")))?,
@@ -150,9 +153,8 @@ impl Networker {
 
     fn save(&self, state: &State) -> Result<(), NetError> {
         let path = self.config.state_dir.join("state.json");
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(state).map_err(|err| NetError::Invalid(err.to_string()))?)?;
-        std::fs::rename(tmp, path)?;
+        let bytes = serde_json::to_vec_pretty(state).map_err(|err| NetError::Invalid(err.to_string()))?;
+        zos_interfaces::daemon::write_private(&path, &bytes)?;
         Ok(())
     }
 
@@ -269,10 +271,16 @@ impl Networker {
         })
     }
 
-    /// Sets the listen port and private key with `wg` (wireguard-tools), when it is installed.
+    /// The file `wg set` reads a network's private key from, while it runs.
+    fn key_file(&self, iface: &str) -> std::path::PathBuf {
+        self.config.state_dir.join(format!("{iface}.key"))
+    }
+
+    /// Sets the listen port and private key with `wg` (wireguard-tools), when it is installed. The key
+    /// is handed over in a 0600 file that is removed as soon as `wg` has read it.
     fn configure_wireguard(&self, ns: &str, iface: &str, port: u16, private_key: &str) -> String {
-        let key_file = self.config.state_dir.join(format!("{iface}.key"));
-        if std::fs::write(&key_file, private_key).is_err() {
+        let key_file = self.key_file(iface);
+        if zos_interfaces::daemon::write_private(&key_file, private_key.as_bytes()).is_err() {
             return "configured without keys: cannot write the key file".into();
         }
         let port = port.to_string();
@@ -280,6 +288,7 @@ impl Networker {
         let set = Command::new("ip")
             .args(["netns", "exec", ns, "wg", "set", iface, "listen-port", &port, "private-key", &key])
             .output();
+        let _ = std::fs::remove_file(&key_file);
         match set {
             Ok(out) if out.status.success() => "configured".into(),
             Ok(out) => {
@@ -305,6 +314,10 @@ impl Networker {
         }
         if link_exists(Some(&self.config.ndmz_namespace), &names.nat_link) {
             ip(&["-n", &self.config.ndmz_namespace, "link", "del", &names.nat_link])?;
+        }
+        match std::fs::remove_file(self.key_file(&names.wireguard)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
         }
         state.networks.remove(&netid);
         self.save(&state)
@@ -380,6 +393,52 @@ impl Networker {
         remove_filter(&tap);
         state.public.remove(&tap);
         self.save(&state)
+    }
+
+    /// Removes everything networkd created on this host, as its state records it: every public tap with
+    /// its filter, every private tap on a network's bridge, every network resource, the NAT namespace
+    /// and the public bridge. What the state does not name is left alone. For the node's operator
+    /// (`networkd teardown`), with the daemon stopped.
+    pub fn teardown(config: Config) -> Result<(), NetError> {
+        let state: State = match std::fs::read(config.state_dir.join("state.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|err| NetError::Invalid(format!("corrupt networkd state: {err}")))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(err) => return Err(err.into()),
+        };
+        let networks: Vec<(u32, String, String)> =
+            state.networks.iter().map(|(netid, record)| (record.twin, record.name.clone(), netid.clone())).collect();
+        let taps: Vec<String> = state.public.keys().cloned().collect();
+        let networker = Networker { config, state: Mutex::new(state) };
+        for tap in taps {
+            if link_exists(None, &tap) {
+                ip(&["link", "del", &tap])?;
+            }
+            remove_filter(&tap);
+        }
+        for (twin, name, netid) in networks {
+            let bridge = NrNames::new(&netid).bridge;
+            if link_exists(None, &bridge) {
+                let slaves = ip(&["-o", "link", "show", "master", &bridge])?;
+                for tap in slaves.lines().filter_map(|line| line.split(": ").nth(1)) {
+                    let tap = tap.split('@').next().unwrap_or(tap);
+                    if tap.starts_with("t-") {
+                        ip(&["link", "del", tap])?;
+                    }
+                }
+            }
+            networker.delete_nr(twin, &name)?;
+        }
+        let config = &networker.config;
+        if namespace_exists(&config.ndmz_namespace) {
+            ip(&["netns", "del", &config.ndmz_namespace])?;
+        }
+        if link_exists(None, &config.public_bridge) {
+            ip(&["link", "del", &config.public_bridge])?;
+        }
+        networker.lock().public.clear();
+        let state = networker.lock();
+        networker.save(&state)
     }
 
     /// The public pool (the node's `ipv4u` total) and who holds what.

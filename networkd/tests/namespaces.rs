@@ -158,6 +158,20 @@ async fn private_networks_taps_and_restart_in_real_namespaces() {
         network.create_nr(twin, "neta".into(), spec("10.91.0.0/16", "10.91.1.0/24", 31001)).await.expect("again"),
         a
     );
+    // networkd's files hold tenants' keys: a 0700 directory, a 0600 state file, no key file left over.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let state = dir.path().join("state");
+        assert_eq!(std::fs::metadata(&state).expect("state dir").mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(state.join("state.json")).expect("state file").mode() & 0o777, 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(&state)
+            .expect("state dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".key") || name.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
     assert_eq!(a.namespace, format!("n-{}", a.netid));
     assert_eq!(a.bridge, format!("b-{}", a.netid));
     assert_eq!(a.gateway, "10.91.1.1");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use zos_interfaces::network::NetworkClient;
 use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
 use zos_interfaces::storage::StorageClient;
+use zos_tests::binary;
 use zos_types::{Deployment, ResultState, SigningKey};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
@@ -25,22 +26,6 @@ fn sh(program: &str, args: &[&str]) -> String {
 
 fn quiet(program: &str, args: &[&str]) -> bool {
     Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// A daemon binary of the workspace, built on demand when this test runs alone.
-fn binary(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "-q", "-p", "zos-storaged", "-p", "zos-networkd", "-p", "zos-provisiond", "--bins"])
-            .status()
-            .expect("cargo build");
-        assert!(built.success(), "building the daemons failed");
-    }
-    path
 }
 
 /// Everything the test makes, removed on drop.

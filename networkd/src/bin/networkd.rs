@@ -1,5 +1,6 @@
 //! `networkd --config FILE`: discovers the node's network, prepares the NAT namespace and the public
-//! bridge, and serves `network@0.0.1` on zbus.
+//! bridge, and serves `network@0.0.1` on zbus. `networkd --config FILE teardown` (daemon stopped)
+//! removes everything networkd created, as its state records it, and exits.
 //!
 //! Exit codes: 0 stopped by SIGTERM or SIGINT; 2 the configuration could not be read or parsed;
 //! 3 the network could not be prepared; 4 the bus failed.
@@ -19,6 +20,15 @@ struct Args {
     /// The configuration file (TOML).
     #[arg(long, default_value = "/etc/zos/networkd.toml")]
     config: PathBuf,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Remove every namespace, bridge, tap and filter networkd created (run with the daemon stopped).
+    Teardown,
 }
 
 #[tokio::main]
@@ -29,6 +39,12 @@ async fn main() -> Exit {
         Ok(config) => config,
         Err(err) => return Exit::BadConfiguration.because(err),
     };
+    if let Some(Command::Teardown) = args.command {
+        return match tokio::task::block_in_place(|| Networker::teardown(config)) {
+            Ok(()) => Exit::Stopped,
+            Err(err) => Exit::Resources.because(format!("teardown failed: {err}")),
+        };
+    }
     let found = nic::discover(&config.root);
     tracing::info!(
         interfaces = found.interfaces.len(),

@@ -133,6 +133,9 @@ async fn main() -> Exit {
         ips = node.public_ips.len(),
         "node"
     );
+    if let Err(err) = daemon::private_dir(&config.state_dir) {
+        return Exit::Resources.because(err);
+    }
     let engine = match zos_cache::Store::open(config.state_dir.join("store"))
         .map_err(anyhow::Error::from)
         .and_then(|store| Engine::open(store, &node, policy, twins).map_err(anyhow::Error::from))
