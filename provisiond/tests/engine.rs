@@ -253,3 +253,24 @@ async fn a_reboot_provisions_again_without_counting_twice() {
     assert_eq!(engine.ledger_snapshot().usage(), before, "nothing counted twice");
     assert_eq!(engine.store().current(7, 6, "vm").expect("vm").result.state, ResultState::Ok);
 }
+
+/// A deployment carrying 50 MB of metadata is refused at the door, naming the field and the limit;
+/// nothing is stored and nothing held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_metadata_refused_at_the_door() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": 7, "contract_id": 9,
+        "metadata": "m".repeat(50 << 20),
+        "signature_requirement": {"requests": [{"twin_id": 7, "required": true, "weight": 1}], "weight_required": 1},
+        "workloads": [{"name": "disk", "type": "zmount", "data": {"size": GIB}}]}))
+    .expect("deployment");
+    dl.sign(7, &key());
+    let err = engine.create(7, dl, Timestamp(100)).expect_err("refused");
+    assert!(
+        matches!(&err, EngineError::Invalid(text) if text.contains("deployment metadata is 52428800 bytes, more than the limit of 4096 bytes")),
+        "{err}"
+    );
+    assert!(engine.store().get(7, 9).is_err(), "nothing stored");
+    assert!(engine.store().reservations().expect("reservations").is_empty(), "nothing held");
+}

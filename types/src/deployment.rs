@@ -96,11 +96,44 @@ impl Deployment {
         WorkloadId::new(self.twin_id, self.contract_id, name)
     }
 
-    /// ZOS's `Deployment.Valid`: the first problem, with ZOS's message.
+    /// ZOS's `Deployment.Valid`: the first problem, with ZOS's message; before it, the size limits of
+    /// [`Limits::DEFAULT`](crate::Limits) (which ZOS does not have).
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_size(&crate::Limits::DEFAULT)?;
         let mut names = HashSet::new();
         for workload in &self.workloads {
             self.validate_workload_in(workload, &mut names)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the deployment stays within `limits`: each text field, the number of workloads and the
+    /// whole encoding. The error names the field, its size and the limit.
+    pub fn validate_size(&self, limits: &crate::Limits) -> Result<(), String> {
+        let text = |field: String, value: &str| {
+            if value.len() > limits.text {
+                Err(format!("{field} is {} bytes, more than the limit of {} bytes", value.len(), limits.text))
+            } else {
+                Ok(())
+            }
+        };
+        text("deployment metadata".into(), &self.metadata)?;
+        text("deployment description".into(), &self.description)?;
+        if self.workloads.len() > limits.workloads {
+            return Err(format!(
+                "deployment has {} workloads, more than the limit of {}",
+                self.workloads.len(),
+                limits.workloads
+            ));
+        }
+        for workload in &self.workloads {
+            text(format!("metadata of workload '{}'", workload.name), &workload.metadata)?;
+            text(format!("description of workload '{}'", workload.name), &workload.description)?;
+        }
+        let mut size = crate::limits::Counter::default();
+        serde_json::to_writer(&mut size, self).map_err(|err| format!("deployment cannot be encoded: {err}"))?;
+        if size.0 > limits.deployment {
+            return Err(format!("deployment is {} bytes, more than the limit of {} bytes", size.0, limits.deployment));
         }
         Ok(())
     }
@@ -340,6 +373,38 @@ mod tests {
             "workloads": [{"version": 1, "name": "x", "type": "zmount", "metadata": "wm", "description": "wd", "data": {"size": 5}}]
         }));
         assert_eq!(dl.challenge().as_str(), "12md01xzmountwmwd52false11");
+    }
+
+    /// A deployment with megabytes of text is refused with the field and the limit named, and one of
+    /// a normal size is not.
+    #[test]
+    fn oversized_text_fields_are_refused() {
+        let big = "x".repeat(crate::Limits::DEFAULT.text + 1);
+        let base = || {
+            let dl: Deployment = serde_json::from_value(serde_json::json!({
+                "version": 0, "twin_id": 1, "contract_id": 1, "metadata": "{\"type\":\"vm\"}",
+                "workloads": [{"version": 0, "name": "disk", "type": "zmount", "data": {"size": 1024}}]
+            }))
+            .expect("deployment");
+            dl
+        };
+        assert_eq!(base().validate(), Ok(()));
+        let mut dl = base();
+        dl.metadata = big.clone();
+        let err = dl.validate().expect_err("metadata too long");
+        assert_eq!(err, "deployment metadata is 4097 bytes, more than the limit of 4096 bytes");
+        let mut dl = base();
+        dl.description = "y".repeat(50 << 20);
+        assert!(dl.validate().expect_err("50 MB description").starts_with("deployment description is 52428800 bytes"));
+        let mut dl = base();
+        dl.workloads[0].metadata = big;
+        assert!(dl.validate().expect_err("workload metadata").starts_with("metadata of workload 'disk' is 4097 bytes"));
+        let mut dl = base();
+        let tight = crate::Limits { deployment: 64, ..crate::Limits::DEFAULT };
+        dl.description = "z".repeat(100);
+        assert!(dl.validate_size(&tight).expect_err("whole deployment").contains("more than the limit of 64 bytes"));
+        let few = crate::Limits { workloads: 0, ..crate::Limits::DEFAULT };
+        assert_eq!(base().validate_size(&few), Err("deployment has 1 workloads, more than the limit of 0".into()));
     }
 
     #[test]
