@@ -68,6 +68,11 @@ pub struct PoolMetrics {
     /// Reserved.
     #[serde(rename = "Used")]
     pub used: u64,
+    /// The part of `Used` that belongs to no workload (the cache volume, foreign subvolumes): what the
+    /// ledger adds to the reservations it holds, so that a workload's disk is never counted twice.
+    /// Not in ZOS's shape (Go peers ignore it; a reply without it reads as 0).
+    #[serde(rename = "System", default)]
+    pub system: u64,
 }
 
 /// A pool that could not be used.
@@ -137,6 +142,8 @@ zos_zbus::interface! {
         "DeviceAllocate" => fn device_allocate(min: u64) -> Device;
         /// A zdb device by pool name.
         "DeviceLookup" => fn device_lookup(name: String) -> Device;
+        /// Gives a zdb device back: its container and data go, the HDD is free again (idempotent).
+        "DeviceRelease" => fn device_release(name: String) -> ();
         /// Every pool's numbers.
         "Metrics" => fn metrics() -> Vec<PoolMetrics>;
     }

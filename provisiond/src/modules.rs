@@ -199,6 +199,13 @@ impl Managers for ModuleManagers {
             WorkloadData::Ip(_) | WorkloadData::Ipv4(_) => {
                 self.network.remove_pub_tap(Self::tap(id)).await.map_err(text)
             }
+            // The device the zdb was given is named in its result; without one, nothing was allocated.
+            WorkloadData::Zdb(_) => match workload.result.data.get("Device").and_then(Value::as_str) {
+                Some(device) if !device.is_empty() => {
+                    self.storage.device_release(device.to_string()).await.map_err(text)
+                }
+                _ => Ok(()),
+            },
             _ => Ok(()),
         }
     }

@@ -83,6 +83,10 @@ impl StorageModule for Storage {
     async fn device_allocate(&self, min: u64) -> Result<Device, RemoteError> {
         blocking(|| Storage::device_allocate(self, min))
     }
+    async fn device_release(&self, name: String) -> Result<(), RemoteError> {
+        blocking(|| Storage::device_release(self, &name))
+    }
+
     async fn device_lookup(&self, name: String) -> Result<Device, RemoteError> {
         blocking(|| Storage::device_lookup(self, &name))
     }

@@ -72,17 +72,31 @@ impl Pool {
     /// Reservation-based use: a volume counts its quota (its files when unlimited), the `vdisks`
     /// subvolume its files' apparent sizes, a zdb device its reserved size.
     fn usage(&self, qgroups: &HashMap<String, QGroup>) -> Unit {
-        btrfs::subvolumes(&self.mountpoint)
-            .into_iter()
-            .map(|(name, path)| match name.as_str() {
-                VDISKS => btrfs::files_size(&path),
-                ZDB => std::fs::read_to_string(path.join(ZDB_SIZE_FILE))
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(0),
-                _ => qgroups.get(&name).and_then(|q| q.max_referenced).unwrap_or_else(|| btrfs::files_size(&path)),
-            })
-            .fold(Unit::ZERO, |sum, used| sum.saturating_add(Unit(used)))
+        self.usage_split(qgroups).0
+    }
+
+    /// What the pool holds (reservation-based), and the part of it that belongs to no workload: the
+    /// cache volume and any subvolume not named like a workload. The vdisks and the zdb device are
+    /// workloads' (the ledger holds them as reservations).
+    fn usage_split(&self, qgroups: &HashMap<String, QGroup>) -> (Unit, Unit) {
+        btrfs::subvolumes(&self.mountpoint).into_iter().fold((Unit::ZERO, Unit::ZERO), |(all, system), (name, path)| {
+            let (used, workload) = match name.as_str() {
+                VDISKS => (btrfs::files_size(&path), true),
+                ZDB => (
+                    std::fs::read_to_string(path.join(ZDB_SIZE_FILE))
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0),
+                    true,
+                ),
+                _ => (
+                    qgroups.get(&name).and_then(|q| q.max_referenced).unwrap_or_else(|| btrfs::files_size(&path)),
+                    zos_types::WorkloadId::parse(&name).is_some(),
+                ),
+            };
+            let system = if workload { system } else { system.saturating_add(Unit(used)) };
+            (all.saturating_add(Unit(used)), system)
+        })
     }
 
     fn has(&self, subvolume: &str) -> bool {
@@ -501,6 +515,20 @@ impl Storage {
             .ok_or_else(|| StorageError::NotFound(format!("device '{name}'")))
     }
 
+    /// Gives a zdb device back: deletes the pool's `zdb` subvolume, so that the HDD is fresh for the next
+    /// `DeviceAllocate`. Idempotent: a device that is not allocated is no error.
+    pub fn device_release(&self, name: &str) -> Result<(), StorageError> {
+        validate_name(name)?;
+        let state = self.lock();
+        let Some(pool) = state.pools.iter().find(|pool| pool.name == name && pool.kind == PoolKind::Hdd) else {
+            return Err(StorageError::NotFound(format!("device '{name}'")));
+        };
+        if pool.has(ZDB) {
+            btrfs::subvolume_delete(&pool.subvolume(ZDB))?;
+        }
+        Ok(())
+    }
+
     /// Total size of the pools of a kind, now (a rescan reflects disks that came or went).
     pub fn total(&self, kind: PoolKind) -> u64 {
         self.lock()
@@ -517,12 +545,13 @@ impl Storage {
             .pools
             .iter()
             .map(|pool| {
-                let used = pool.usage(&btrfs::qgroups(&pool.mountpoint)?);
+                let (used, system) = pool.usage_split(&btrfs::qgroups(&pool.mountpoint)?);
                 Ok(PoolMetrics {
                     name: pool.name.clone(),
                     kind: kind_name(pool.kind).into(),
                     size: pool.size.0,
                     used: used.0,
+                    system: system.0,
                 })
             })
             .collect()

@@ -150,6 +150,10 @@ async fn storaged_on_loop_devices() {
     assert_eq!(storage.devices().await.expect("devices").len(), 1);
     let err = storage.device_allocate(GIB).await.expect_err("no second HDD");
     assert_eq!(err.code(), Some("not_enough_space"));
+    storage.device_release(device.id.clone()).await.expect("release");
+    storage.device_release(device.id.clone()).await.expect("release is idempotent");
+    assert!(storage.devices().await.expect("devices").is_empty(), "the HDD is free again");
+    let device = storage.device_allocate(GIB).await.expect("the same HDD again");
 
     // A restart finds its pools, volumes and disks again.
     rig.stop_daemon();

@@ -322,6 +322,10 @@ async fn a_node_end_to_end() {
     assert_eq!(done.workloads[0].result.state, ResultState::Ok);
     let after = statistics.get_counters().await.expect("counters");
     assert_eq!(after.users.workloads, before.users.workloads + 1, "counted once");
+    // Disks counted twice after every restart: the pools' use comes from what storaged reports as no
+    // workload's, the workloads' from their reservations; a restart must not add them again.
+    assert_eq!(after.used.sru.bytes(), before.used.sru.bytes() + GIB, "SSD use after a restart, byte for byte");
+    assert_eq!(after.used.hru, before.used.hru, "HDD use after a restart, byte for byte");
     assert!(storage_client.volume_exists("77-5-late".into()).await.expect("volume"));
 
     // A simulated reboot: the tmpfs marker is gone; everything alive is provisioned again, counted once.
@@ -356,6 +360,13 @@ async fn a_node_end_to_end() {
     }
     assert!(!storage_client.disk_exists("77-1-disk".into()).await.expect("disk"));
     assert!(!storage_client.volume_exists("77-1-vol".into()).await.expect("volume"));
+    assert!(storage_client.devices().await.expect("devices").is_empty(), "deleting the zdb released its device");
+    assert_eq!(
+        statistics.get_counters().await.expect("counters").used.hru.bytes(),
+        0,
+        "and the ledger holds no HDD for it"
+    );
+    assert!(provision.reconcile().await.expect("reconcile").is_empty(), "no orphan left");
     assert!(!zos_networkd::network::namespace_exists(&format!("n-{netid}")));
     assert!(!quiet("ip", &["link", "show", "dev", &tap]));
     assert!(

@@ -101,7 +101,7 @@ async fn discover_node(client: &Client) -> anyhow::Result<NodeSpec> {
         "cru": threads,
         "mru": memory.total,
         "os_used_mru": memory.os_used,
-        "pools": pools.iter().map(|p| serde_json::json!({"name": p.name, "kind": p.kind, "size": p.size, "used": p.used})).collect::<Vec<_>>(),
+        "pools": pools.iter().map(|p| serde_json::json!({"name": p.name, "kind": p.kind, "size": p.size, "used": p.system})).collect::<Vec<_>>(),
         "public_ips": ips.iter().map(|p| p.ip.clone()).collect::<Vec<_>>(),
     });
     Ok(serde_json::from_value(node)?)
