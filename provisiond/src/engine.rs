@@ -219,6 +219,10 @@ impl<K: KeyGetter> Engine<K> {
                     workload.kind()
                 )));
             }
+            let old = stored.workloads.iter().find(|old| old.name == workload.name);
+            if let Some(err) = old.and_then(|old| workload.update_error(old)) {
+                return Err(EngineError::Invalid(format!("workload '{}': {err}", workload.name)));
+            }
         }
         let changed: Vec<&Workload> = install_order(&new)
             .into_iter()

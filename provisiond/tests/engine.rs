@@ -274,3 +274,26 @@ async fn oversized_metadata_refused_at_the_door() {
     assert!(engine.store().get(7, 9).is_err(), "nothing stored");
     assert!(engine.store().reservations().expect("reservations").is_empty(), "nothing held");
 }
+
+/// Shrinking a zmount is refused at the door ("not safe to shrink a disk", as ZOS), instead of being
+/// accepted while the vdisk keeps its size; the ledger keeps holding the old size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shrinking_a_zmount_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let v0 = signed(6, json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}]));
+    let Outcome::Accepted(_) = engine.create(7, v0, Timestamp(1)).expect("create") else { panic!("refused") };
+    engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    let mut smaller = engine.store().get(7, 6).expect("stored");
+    smaller.version = 1;
+    smaller.workloads[0].version = 1;
+    smaller.workloads[0].data =
+        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(5) });
+    smaller.signature_requirement.signatures.clear();
+    smaller.sign(7, &key());
+    let err = engine.update(7, smaller, Timestamp(3)).expect_err("shrink");
+    assert_eq!(err.to_string(), "workload 'disk': not safe to shrink a disk");
+    assert_eq!(engine.store().get(7, 6).expect("stored").version, 0, "nothing changed");
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "the ledger still holds 10 GiB");
+}

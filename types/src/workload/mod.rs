@@ -290,6 +290,27 @@ impl Workload {
         self.data.capacity()
     }
 
+    /// ZOS's per-type update rules (its `primitives` managers), checked at the door instead of after
+    /// the fact: a zmount and a zdb only grow (`not safe to shrink a disk`), a volume never goes below
+    /// its quota, a zdb's mode never changes. `None` when `self` may replace `old`.
+    pub fn update_error(&self, old: &Workload) -> Option<String> {
+        match (&old.data, &self.data) {
+            (WorkloadData::ZMount(old), WorkloadData::ZMount(new)) if new.size < old.size => {
+                Some("not safe to shrink a disk".into())
+            }
+            (WorkloadData::Volume(old), WorkloadData::Volume(new)) if new.size < old.size => {
+                Some("not safe to shrink a volume below its quota".into())
+            }
+            (WorkloadData::Zdb(old), WorkloadData::Zdb(new)) if new.mode != old.mode => {
+                Some("cannot change namespace mode".into())
+            }
+            (WorkloadData::Zdb(old), WorkloadData::Zdb(new)) if new.size < old.size => {
+                Some("not safe to shrink a disk".into())
+            }
+            _ => None,
+        }
+    }
+
     /// ZOS's `Workload.Valid`: name, then type-specific rules, in the context of its deployment.
     pub fn validate(&self, deployment: &Deployment) -> Result<(), String> {
         validate_name(&self.name).map_err(|err| format!("invalid workload name: {err}"))?;
@@ -374,6 +395,25 @@ mod tests {
 
     fn workload(value: serde_json::Value) -> Result<Workload, serde_json::Error> {
         serde_json::from_value(value)
+    }
+
+    #[test]
+    fn update_rules_grow_only_and_keep_the_zdb_mode() {
+        let of = |kind: &str, data: serde_json::Value| {
+            workload(json!({"name": "w", "type": kind, "data": data})).expect("workload")
+        };
+        let disk = |size: u64| of("zmount", json!({"size": size}));
+        assert_eq!(disk(5).update_error(&disk(10)).as_deref(), Some("not safe to shrink a disk"));
+        assert_eq!(disk(10).update_error(&disk(10)), None);
+        assert_eq!(disk(20).update_error(&disk(10)), None);
+        let volume = |size: u64| of("volume", json!({"size": size}));
+        assert!(volume(1).update_error(&volume(2)).is_some());
+        assert_eq!(volume(3).update_error(&volume(2)), None);
+        let zdb = |size: u64, mode: &str| of("zdb", json!({"size": size, "mode": mode}));
+        assert_eq!(zdb(10, "seq").update_error(&zdb(10, "user")).as_deref(), Some("cannot change namespace mode"));
+        assert_eq!(zdb(5, "user").update_error(&zdb(10, "user")).as_deref(), Some("not safe to shrink a disk"));
+        assert_eq!(zdb(20, "user").update_error(&zdb(10, "user")), None);
+        assert_eq!(disk(5).update_error(&volume(10)), None, "a type change is refused elsewhere");
     }
 
     // Upstream `TestWorkloadData` (gridtypes/zos/types_test.go).
