@@ -74,6 +74,113 @@ fn restrict(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A store smaller than this on disk is never compacted.
+const COMPACT_FLOOR: u64 = 32 << 20;
+
+/// A store is compacted at open when its files take more than this many times what it holds.
+const COMPACT_RATIO: u64 = 4;
+
+/// Bytes the files under `path` take on disk.
+fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => dirs.push(entry.path()),
+                Ok(meta) => total = total.saturating_add(meta.blocks().saturating_mul(512)),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Finishes or undoes a compaction a crash interrupted: the fresh copy replaces the store only by a
+/// rename, so at any instant either the store or its complete fresh copy is there.
+fn recover_compaction(path: &Path) -> Result<(), StoreError> {
+    let fresh = sibling(path, ".compact");
+    let old = sibling(path, ".old");
+    if !path.exists() && fresh.exists() && old.exists() {
+        std::fs::rename(&fresh, path)?;
+    }
+    for leftover in [fresh, old] {
+        if leftover.exists() && path.exists() {
+            std::fs::remove_dir_all(leftover)?;
+        }
+    }
+    Ok(())
+}
+
+/// sled 0.34 does not give back the space of deleted records: a store whose files take more than
+/// `COMPACT_RATIO` times what it holds (and more than `COMPACT_FLOOR`) is copied record by record into
+/// a fresh directory, made durable, and swapped in by renames. A compaction that fails (a full disk)
+/// leaves the store as it was.
+fn compact_if_bloated(path: &Path) -> Result<(), StoreError> {
+    recover_compaction(path)?;
+    let on_disk = disk_usage(path);
+    if !path.join("db").exists() || on_disk < COMPACT_FLOOR {
+        return Ok(());
+    }
+    let live = {
+        let db = open_engine(path)?;
+        let tree = db.open_tree("zos")?;
+        let mut live = 0u64;
+        for record in tree.iter() {
+            let (key, value) = record?;
+            live = live.saturating_add(u64::try_from(key.len().saturating_add(value.len())).unwrap_or(u64::MAX));
+        }
+        live
+    };
+    if on_disk <= live.saturating_mul(COMPACT_RATIO) {
+        return Ok(());
+    }
+    let fresh = sibling(path, ".compact");
+    let copied = (|| -> Result<(), StoreError> {
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh)?;
+        }
+        let from = open_engine(path)?;
+        let from = from.open_tree("zos")?;
+        let to = open_engine(&fresh)?;
+        let tree = to.open_tree("zos")?;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0usize;
+        for record in from.iter() {
+            let (key, value) = record?;
+            pending = pending.saturating_add(value.len());
+            batch.insert(key, value);
+            if pending > 8 << 20 {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        tree.apply_batch(batch)?;
+        to.flush()?;
+        File::open(fresh.join("db"))?.sync_all()?;
+        Ok(())
+    })();
+    if let Err(err) = copied {
+        let _ = std::fs::remove_dir_all(&fresh);
+        return Err(err);
+    }
+    let old = sibling(path, ".old");
+    std::fs::rename(path, &old)?;
+    std::fs::rename(&fresh, path)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    std::fs::remove_dir_all(old)?;
+    Ok(())
+}
+
 /// The durable node state. Cheap to share between threads; writes are serialized.
 pub struct Store {
     path: PathBuf,
@@ -116,6 +223,10 @@ impl Store {
     /// refused, never reinterpreted.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
+        if let Err(err) = compact_if_bloated(&path) {
+            // The store itself is untouched: open it as it is, only larger than it needs to be.
+            tracing::warn!(store = %path.display(), "compaction failed, the store stays as it is: {err}");
+        }
         restrict(&path)?;
         let db = open_engine(&path)?;
         restrict(&path)?;
