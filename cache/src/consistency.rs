@@ -135,7 +135,10 @@ impl Store {
         for ((twin, contract, name), record) in &reservations {
             let id = WorkloadId::new(*twin, *contract, name);
             match workloads.get(&(*twin, *contract, name.clone())) {
-                Some(workload) if holds_capacity(workload.result.state) => {
+                // A failed delete leaves the workload in `error` still holding what it could not remove.
+                Some(workload)
+                    if holds_capacity(workload.result.state) || workload.result.state == ResultState::Error =>
+                {
                     if record.capacity != workload.capacity() {
                         drifts.push(Drift::CapacityMismatch {
                             id,

@@ -532,7 +532,8 @@ impl<K: KeyGetter> Engine<K> {
                     released.push(id);
                     result(ResultState::Deleted, reason.to_string(), serde_json::Value::Null, now)
                 }
-                Err(message) => result(ResultState::Error, message, serde_json::Value::Null, now),
+                // The resource may still be there: keep what the result says of it (a retry needs it).
+                Err(message) => result(ResultState::Error, message, workload.result.data.clone(), now),
             };
             recorded.push(workload);
         }

@@ -26,9 +26,9 @@ impl Managers for Recorder {
         self.calls.lock().expect("calls").push(format!("provision {id}"));
         if workload.name.starts_with("fail") { Err("simulated failure".into()) } else { Ok(json!({"id": id.as_str()})) }
     }
-    async fn deprovision(&self, id: &WorkloadId, _: &Workload) -> Result<(), String> {
+    async fn deprovision(&self, id: &WorkloadId, workload: &Workload) -> Result<(), String> {
         self.calls.lock().expect("calls").push(format!("deprovision {id}"));
-        Ok(())
+        if workload.name.starts_with("stuck") { Err("simulated failed delete".into()) } else { Ok(()) }
     }
 }
 
@@ -296,4 +296,26 @@ async fn shrinking_a_zmount_is_refused() {
     assert_eq!(err.to_string(), "workload 'disk': not safe to shrink a disk");
     assert_eq!(engine.store().get(7, 6).expect("stored").version, 0, "nothing changed");
     assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "the ledger still holds 10 GiB");
+}
+
+/// A failed delete keeps its reservation and what its result says of the resource, and the store's
+/// consistency check agrees (it was reported as drift on every start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_delete_keeps_its_reservation_without_drift() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let dl = signed(8, json!([{"name": "stuck_disk", "type": "zmount", "data": {"size": 10 * GIB}}]));
+    let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(1)).expect("create") else { panic!("refused") };
+    engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    engine.deprovision(7, 8, "test").expect("queue the delete");
+    engine.run_one(&managers, Timestamp(3)).await.expect("delete job");
+    let stuck = engine.store().current(7, 8, "stuck_disk").expect("still there");
+    assert_eq!(stuck.result.state, ResultState::Error);
+    assert_eq!(stuck.result.data, json!({"id": "7-8-stuck_disk"}), "what the result said of the resource is kept");
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "the reservation is kept");
+    assert_eq!(engine.store().check_consistency().expect("check"), vec![], "and that is no drift");
+    drop(engine);
+    let reopened = self::engine(dir.path());
+    assert_eq!(reopened.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "still held after a restart");
 }
