@@ -40,6 +40,12 @@ pub struct DriftReport {
     pub module: String,
     /// The resource (volume, vdisk, network id, tap).
     pub resource: String,
+    /// The workload it belongs to (`twin-contract-name`), empty when no workload is known for it.
+    #[serde(default)]
+    pub workload: String,
+    /// That workload's state (`ok`, `paused`, ...), `none` when no workload holds the resource.
+    #[serde(default)]
+    pub state: String,
 }
 
 /// A GPU and the contract using it (0 when free).

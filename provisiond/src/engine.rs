@@ -323,6 +323,30 @@ impl<K: KeyGetter> Engine<K> {
         Ok(live)
     }
 
+    /// The workloads the reconciler compares, split in two: settled (running or paused, with no job of
+    /// their deployment queued or running) and unsettled (everything else still stored: in `init`, in
+    /// `error`, or with a job on the way), whose resources may be coming or going right now.
+    pub fn reconciled_workloads(&self) -> Result<(Vec<crate::modules::Held>, Vec<crate::modules::Held>), EngineError> {
+        let busy: std::collections::BTreeSet<(u32, u64)> =
+            self.store.jobs()?.into_iter().map(|(_, job)| (job.twin, job.contract)).collect();
+        let (mut settled, mut unsettled) = (Vec::new(), Vec::new());
+        for twin in self.store.twins()? {
+            for contract in self.store.by_twin(twin)? {
+                let deployment = self.store.get(twin, contract)?;
+                for workload in &deployment.workloads {
+                    let reservation = self.store.reservation(twin, contract, &workload.name)?;
+                    let held = (deployment.workload_id(&workload.name), workload.clone(), reservation);
+                    if workload.result.state.is_okay() && !busy.contains(&(twin, contract)) {
+                        settled.push(held);
+                    } else if workload.result.state != ResultState::Deleted {
+                        unsettled.push(held);
+                    }
+                }
+            }
+        }
+        Ok((settled, unsettled))
+    }
+
     /// `Deprovision`: queues the removal of a twin's deployment.
     pub fn deprovision(&self, twin: u32, contract: u64, reason: &str) -> Result<JobId, EngineError> {
         self.store.get(twin, contract)?;

@@ -34,20 +34,51 @@ impl ModuleManagers {
     }
 }
 
+/// The module resource a workload stands for, when it has one: (index into the reconciler's
+/// resource kinds, resource name).
+fn resource_of(
+    id: &WorkloadId,
+    workload: &Workload,
+    reservation: Option<&ReservationRecord>,
+) -> Option<(usize, String)> {
+    match &workload.data {
+        WorkloadData::Volume(_) => Some((VOLUMES, id.to_string())),
+        WorkloadData::ZMount(_) => Some((DISKS, id.to_string())),
+        WorkloadData::Network(_) => {
+            id.parts().map(|(twin, _, _)| (NETWORKS, zos_types::network_id(twin, &workload.name)))
+        }
+        WorkloadData::Ip(ip) if ip.v4 => Some((TAPS, format!("p-{}", ModuleManagers::tap(id)))),
+        WorkloadData::Ipv4(_) => Some((TAPS, format!("p-{}", ModuleManagers::tap(id)))),
+        WorkloadData::Zdb(_) => reservation.and_then(|r| r.disk.as_ref()).map(|(pool, _)| (DEVICES, pool.clone())),
+        _ => None,
+    }
+}
+
+const VOLUMES: usize = 0;
+const DISKS: usize = 1;
+const NETWORKS: usize = 2;
+const TAPS: usize = 3;
+const DEVICES: usize = 4;
+/// Each resource kind: its module, and whether every resource of the kind with a workload-like name
+/// is ours (volumes and vdisks are named after their workload; networks, taps and devices by hashes).
+const KINDS: [(&str, bool); 5] =
+    [("storage", true), ("storage", true), ("network", false), ("network", false), ("storage", false)];
+
+/// A workload the reconciler looks at: its id, its data, its state, its reservation.
+pub type Held = (WorkloadId, Workload, Option<ReservationRecord>);
+
 impl ModuleManagers {
-    /// The reconciler: what `live` (the workloads that should exist) implies, against what storaged and
-    /// networkd report. Missing resources and orphans (resources named like a workload that no live
-    /// workload explains) are both reported.
+    /// The reconciler: what `settled` (the workloads whose last job is done and that should exist)
+    /// implies, against what storaged and networkd report. Missing resources and orphans (resources
+    /// named like a workload that no settled workload explains) are both reported, each naming the
+    /// workload and its state. The resources of `unsettled` workloads (a job queued or running, or not
+    /// yet provisioned) are left out on both sides: they are being made or removed right now.
     pub async fn reconcile(
         &self,
-        live: &[(WorkloadId, Workload, Option<ReservationRecord>)],
+        settled: &[Held],
+        unsettled: &[Held],
     ) -> Result<Vec<zos_interfaces::provision::DriftReport>, String> {
-        use std::collections::BTreeSet;
-        let report = |kind: &str, module: &str, resource: String| zos_interfaces::provision::DriftReport {
-            kind: kind.into(),
-            module: module.into(),
-            resource,
-        };
+        use std::collections::{BTreeMap, BTreeSet};
         let volumes: BTreeSet<String> =
             self.storage.volume_list().await.map_err(text)?.into_iter().map(|v| v.name).collect();
         let disks: BTreeSet<String> = self
@@ -69,51 +100,44 @@ impl ModuleManagers {
             .filter(|t| !t.is_empty())
             .collect();
         let devices: BTreeSet<String> = self.storage.devices().await.map_err(text)?.into_iter().map(|d| d.id).collect();
-        let mut want_devices = BTreeSet::new();
-        let (mut want_volumes, mut want_disks, mut want_networks, mut want_taps) =
-            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-        for (id, workload, reservation) in live {
-            match &workload.data {
-                WorkloadData::Zdb(_) => {
-                    if let Some((pool, _)) = reservation.as_ref().and_then(|r| r.disk.as_ref()) {
-                        want_devices.insert(pool.clone());
-                    }
-                }
-                WorkloadData::Volume(_) => {
-                    want_volumes.insert(id.to_string());
-                }
-                WorkloadData::ZMount(_) => {
-                    want_disks.insert(id.to_string());
-                }
-                WorkloadData::Network(_) => {
-                    if let Some((twin, _, _)) = id.parts() {
-                        want_networks.insert(zos_types::network_id(twin, &workload.name));
-                    }
-                }
-                WorkloadData::Ip(ip) if ip.v4 => {
-                    want_taps.insert(format!("p-{}", Self::tap(id)));
-                }
-                WorkloadData::Ipv4(_) => {
-                    want_taps.insert(format!("p-{}", Self::tap(id)));
-                }
-                _ => {}
+        let have = [volumes, disks, networks, taps, devices];
+        let mut want: [BTreeMap<String, (String, String)>; 5] = Default::default();
+        for (id, workload, reservation) in settled {
+            if let Some((kind, name)) = resource_of(id, workload, reservation.as_ref()) {
+                want[kind].insert(name, (id.to_string(), workload.result.state.to_string()));
             }
         }
-        let workload_like = |name: &str| WorkloadId::parse(name).is_some();
+        let mut busy: [BTreeSet<String>; 5] = Default::default();
+        for (id, workload, reservation) in unsettled {
+            if let Some((kind, name)) = resource_of(id, workload, reservation.as_ref()) {
+                busy[kind].insert(name);
+            }
+        }
         let mut drifts = Vec::new();
-        for (module, want, have, owned) in [
-            ("storage", &want_volumes, &volumes, true),
-            ("storage", &want_disks, &disks, true),
-            ("network", &want_networks, &networks, false),
-            ("network", &want_taps, &taps, false),
-            ("storage", &want_devices, &devices, false),
-        ] {
-            drifts.extend(want.difference(have).map(|r| report("missing", module, r.clone())));
-            drifts.extend(
-                have.difference(want)
-                    .filter(|r| !owned || workload_like(r))
-                    .map(|r| report("orphan", module, r.clone())),
-            );
+        for (kind, (module, named_after_workloads)) in KINDS.iter().enumerate() {
+            for (resource, (workload, state)) in &want[kind] {
+                if !have[kind].contains(resource) && !busy[kind].contains(resource) {
+                    drifts.push(zos_interfaces::provision::DriftReport {
+                        kind: "missing".into(),
+                        module: module.to_string(),
+                        resource: resource.clone(),
+                        workload: workload.clone(),
+                        state: state.clone(),
+                    });
+                }
+            }
+            for resource in &have[kind] {
+                let ours = !named_after_workloads || WorkloadId::parse(resource).is_some();
+                if ours && !want[kind].contains_key(resource) && !busy[kind].contains(resource) {
+                    drifts.push(zos_interfaces::provision::DriftReport {
+                        kind: "orphan".into(),
+                        module: module.to_string(),
+                        resource: resource.clone(),
+                        workload: if *named_after_workloads { resource.clone() } else { String::new() },
+                        state: "none".into(),
+                    });
+                }
+            }
         }
         drifts.sort();
         Ok(drifts)

@@ -127,8 +127,8 @@ impl ProvisionModule for Service {
 impl Service {
     /// Runs the reconciler.
     pub async fn drift(&self) -> Result<Vec<DriftReport>, RemoteError> {
-        let live = blocking(|| self.engine.live_workloads())?;
-        self.modules.reconcile(&live).await.map_err(|err| RemoteError::new("unavailable", err))
+        let (settled, unsettled) = blocking(|| self.engine.reconciled_workloads())?;
+        self.modules.reconcile(&settled, &unsettled).await.map_err(|err| RemoteError::new("unavailable", err))
     }
 }
 

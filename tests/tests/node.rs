@@ -225,8 +225,36 @@ async fn a_node_end_to_end() {
         seen,
         [("missing".to_string(), "77-1-disk".to_string()), ("orphan".to_string(), "77-9-stray".to_string())]
     );
+    let missing = &drift[0];
+    assert_eq!((missing.workload.as_str(), missing.state.as_str()), ("77-1-disk", "ok"), "drift names the workload");
     storage_client.volume_delete("77-9-stray".into()).await.expect("clean");
     storage_client.disk_create("77-1-disk".into(), GIB).await.expect("restore");
+
+    // The reconciler compares only what is settled: while a job is making a deployment's volumes,
+    // they are neither orphans nor missing.
+    let volumes: Vec<serde_json::Value> =
+        (0..12).map(|i| json!({"name": format!("v{i}"), "type": "volume", "data": {"size": GIB / 64}})).collect();
+    assert!(provision.create_or_update(77, deployment(77, 6, json!(volumes)), false).await.expect("create").accepted);
+    loop {
+        let drift = provision.reconcile().await.expect("reconcile");
+        assert!(
+            drift.iter().all(|d| !d.resource.starts_with("77-6-")),
+            "a running job's workloads reported: {drift:?}"
+        );
+        let dl = provision.get(77, 6).await.expect("get");
+        if dl.workloads.iter().all(|wl| wl.result.state != ResultState::Init) {
+            break;
+        }
+    }
+    assert_eq!(provision.reconcile().await.expect("reconcile"), Vec::new(), "settled, and matching");
+    provision.deprovision(77, 6, "test".into()).await.expect("delete");
+    while provision.get(77, 6).await.is_ok() {
+        let drift = provision.reconcile().await.expect("reconcile");
+        assert!(
+            drift.iter().all(|d| !d.resource.starts_with("77-6-")),
+            "a deleting job's workloads reported: {drift:?}"
+        );
+    }
 
     // Operators follow state changes with `zosctl watch`.
     let watcher = Command::new(binary("zosctl"))
