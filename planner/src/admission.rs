@@ -1,9 +1,11 @@
-//! Admission of whole deployments: ZOS's walk order, per-workload verdicts, optional atomicity.
+//! Admission of whole deployments: ZOS's walk order, per-workload verdicts, dependencies, optional
+//! atomicity.
 
 use crate::ledger::{Ledger, Reservation};
-use crate::order::install_order;
-use crate::verdict::Verdict;
-use zos_types::{Deployment, WorkloadId, WorkloadType};
+use crate::order::{failed_dependencies, install_order};
+use crate::verdict::{Reason, Resource, Shortfall, Verdict};
+use std::collections::HashMap;
+use zos_types::{Deployment, Workload, WorkloadId, WorkloadType};
 
 /// The verdict on one workload of a deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,11 @@ pub enum DeploymentVerdict {
 
 impl Ledger {
     /// Admits a deployment's workloads in ZOS's install order; each admitted one counts for the next.
+    /// A workload that depends on a refused one of the same deployment (its disk, volume, qsfs, public
+    /// IP or network; a zlogs's zmachine: [`crate::order::dependencies`]) is refused too, with one
+    /// [`Reason::Dependency`] shortfall per refused dependency after its own shortfalls, and, as every
+    /// rejection, takes nothing (a new workload holds nothing; one checked again keeps what it held):
+    /// ZOS installs in that order and fails it (reference section 2.4).
     /// Under an atomic policy a single rejection rolls every admission of the deployment back.
     pub fn admit_deployment(&mut self, deployment: &Deployment) -> DeploymentVerdict {
         if let Err(message) = deployment.validate() {
@@ -68,13 +75,38 @@ impl Ledger {
     pub(crate) fn admit_deployment_unvalidated(&mut self, deployment: &Deployment) -> DeploymentVerdict {
         let mut verdicts = Vec::with_capacity(deployment.workloads.len());
         let mut admitted: Vec<(WorkloadId, Option<Reservation>)> = Vec::new();
+        // Refused workloads of this deployment, with their first shortfall (what a dependent reports).
+        let mut refused: HashMap<&str, Option<Shortfall>> = HashMap::new();
         for idx in install_order(deployment) {
             let workload = &deployment.workloads[idx];
             let id = deployment.workload_id(&workload.name);
             let prior = self.reservation(&id).cloned();
-            let verdict = self.admit(&id, workload);
-            if verdict.is_admit() {
-                admitted.push((id, prior));
+            let mut verdict = self.admit(&id, workload);
+            let failed = failed_dependencies(deployment, workload, |name| refused.contains_key(name));
+            if !failed.is_empty() {
+                let mut shortfalls = match verdict {
+                    Verdict::Reject(shortfalls) => shortfalls,
+                    Verdict::Admit(_) => {
+                        // It fitted on its own: undo that, as a rejection changes nothing.
+                        self.release(&id);
+                        if let Some(prior) = prior.clone() {
+                            self.restore(&id, prior);
+                        }
+                        Vec::new()
+                    }
+                };
+                shortfalls.extend(
+                    failed
+                        .into_iter()
+                        .map(|dep| dependency_shortfall(dep, refused.get(dep.name.as_str()).cloned().flatten())),
+                );
+                verdict = Verdict::Reject(shortfalls);
+            }
+            match &verdict {
+                Verdict::Admit(_) => admitted.push((id, prior)),
+                Verdict::Reject(shortfalls) => {
+                    refused.insert(workload.name.as_str(), shortfalls.first().cloned());
+                }
             }
             verdicts.push(WorkloadVerdict { name: workload.name.clone(), kind: workload.kind(), verdict, note: None });
         }
@@ -104,4 +136,51 @@ impl Ledger {
             }
         }
     }
+}
+
+/// The shortfall of a workload whose dependency was refused: it names the dependency and carries the
+/// resource and numbers of the dependency's first shortfall (none: the resource its type asks for most).
+fn dependency_shortfall(dependency: &Workload, cause: Option<Shortfall>) -> Shortfall {
+    let kind = dependency.kind();
+    let reason = Reason::Dependency { name: dependency.name.clone(), kind };
+    match cause {
+        Some(cause) => Shortfall {
+            message: format!("depends on {kind} '{}', which was refused: {}", dependency.name, cause.message),
+            pools: Vec::new(),
+            reason,
+            ..cause
+        },
+        None => Shortfall {
+            resource: match kind {
+                WorkloadType::ZMount | WorkloadType::Volume | WorkloadType::Qsfs => Resource::Sru,
+                WorkloadType::Zdb => Resource::Hru,
+                WorkloadType::Ip | WorkloadType::Ipv4 => Resource::Ipv4u,
+                _ => Resource::Mru,
+            },
+            requested: 0,
+            used: 0,
+            reserved: 0,
+            total: 0,
+            available: 0,
+            pools: Vec::new(),
+            message: format!("depends on {kind} '{}', which was refused", dependency.name),
+            reason,
+        },
+    }
+}
+
+/// True when `request` is the very deployment `stored` is: same twin, contract and version, and the same
+/// workloads (name, type, version and data; results aside, in any order, as ZOS keeps them in a map).
+/// A scenario request that repeats a stored deployment this way is that deployment checked again, as
+/// ZOS re-runs every stored deployment at boot (reference section 2.7), not a second creation.
+pub fn same_deployment(stored: &Deployment, request: &Deployment) -> bool {
+    let same_workload = |a: &Workload, b: &Workload| a.version == b.version && a.data == b.data;
+    stored.twin_id == request.twin_id
+        && stored.contract_id == request.contract_id
+        && stored.version == request.version
+        && stored.workloads.len() == request.workloads.len()
+        && request
+            .workloads
+            .iter()
+            .all(|wl| stored.workloads.iter().find(|it| it.name == wl.name).is_some_and(|it| same_workload(it, wl)))
 }

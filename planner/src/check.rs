@@ -1,10 +1,15 @@
 //! `zos-plan check`: a scenario evaluated without side effects, as a serializable report.
 
-use crate::admission::DeploymentVerdict;
+use crate::admission::{DeploymentVerdict, InvalidWorkload, same_deployment};
 use crate::ledger::{Ledger, Usage};
 use crate::verdict::{Assignment, Shortfall, Verdict};
 use serde::Serialize;
+use std::collections::HashMap;
+use zos_types::Deployment;
 use zos_types::scenario::Scenario;
+
+/// ZOS's answer to creating a deployment whose twin already has that contract (`ErrDeploymentExists`).
+pub const EXISTS: &str = "exists";
 
 /// The report of a scenario: one entry per request, then the node's usage after them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,9 +27,10 @@ pub struct RequestReport {
     pub twin_id: u32,
     /// Contract.
     pub contract_id: u64,
-    /// `admit` (all workloads), `partial`, `reject` (none) or `invalid`.
+    /// `admit` (all workloads), `partial`, `reject` (none) or `invalid` (refused by ZOS's
+    /// `CreateOrUpdate` before any capacity is looked at: validation, or `exists`).
     pub verdict: &'static str,
-    /// Validation message of an invalid request.
+    /// Validation message of an invalid request, or `exists`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The workloads, in the order they were walked (deployment order when invalid).
@@ -53,16 +59,50 @@ pub struct WorkloadReport {
 }
 
 /// Evaluates a scenario: holds the existing deployments, then admits the requests in order.
+///
+/// A twin's contract is one deployment. A request is refused with ZOS's `exists` (as `invalid`, taking
+/// nothing; reference section 2.2) when its twin and contract are those of a deployment on the node or
+/// of an earlier valid request, except when it is the very same deployment as the one on the node
+/// ([`same_deployment`]): then it is that deployment checked again, as ZOS re-runs it at boot, and its
+/// workloads are judged without counting themselves (memory and CPU, and the disks already inside the
+/// pools' `used`). Validation comes first, as in ZOS; an invalid request takes no contract.
 pub fn check(scenario: &Scenario) -> CheckReport {
+    check_with_ledger(scenario).0
+}
+
+/// [`check`], with the ledger as the requests leave it (what `headroom` on a scenario starts from).
+pub fn check_with_ledger(scenario: &Scenario) -> (CheckReport, Ledger) {
     let mut ledger = Ledger::new(&scenario.node, scenario.policy);
+    // Contracts taken: by a deployment on the node (which a request may repeat exactly), or by a request.
+    let mut taken: HashMap<(u32, u64), Option<&Deployment>> = HashMap::new();
     for deployment in &scenario.deployments {
         ledger.hold_deployment(deployment);
+        taken.entry((deployment.twin_id, deployment.contract_id)).or_insert(Some(deployment));
     }
     let requests = scenario
         .requests
         .iter()
         .map(|deployment| {
-            let (verdict, message, workloads) = match ledger.admit_deployment(deployment) {
+            let key = (deployment.twin_id, deployment.contract_id);
+            let exists = match taken.get(&key) {
+                None => false,
+                Some(Some(stored)) => !same_deployment(stored, deployment),
+                Some(None) => true,
+            };
+            let outcome = if exists && deployment.validate().is_ok() {
+                let workloads = deployment
+                    .workloads
+                    .iter()
+                    .map(|wl| InvalidWorkload { name: wl.name.clone(), kind: wl.kind(), message: EXISTS.into() })
+                    .collect();
+                DeploymentVerdict::Invalid { message: EXISTS.into(), workloads }
+            } else {
+                ledger.admit_deployment(deployment)
+            };
+            if matches!(outcome, DeploymentVerdict::Judged(_)) {
+                taken.entry(key).or_insert(None);
+            }
+            let (verdict, message, workloads) = match outcome {
                 DeploymentVerdict::Invalid { message, workloads } => {
                     let workloads = workloads
                         .into_iter()
@@ -113,5 +153,6 @@ pub fn check(scenario: &Scenario) -> CheckReport {
             }
         })
         .collect();
-    CheckReport { requests, usage: ledger.usage() }
+    let usage = ledger.usage();
+    (CheckReport { requests, usage }, ledger)
 }

@@ -92,7 +92,8 @@ pub struct Largest {
     pub volume: Option<Unit>,
     /// A zdb namespace.
     pub zdb: Option<Unit>,
-    /// Public IPv4 addresses still free (admitted one by one).
+    /// Public IPv4 addresses of the node's list still free (admitted one by one; under `zos` an ip
+    /// workload is admitted without an address too, and is not counted here).
     pub ips: u64,
 }
 
@@ -167,8 +168,11 @@ pub fn headroom(ledger: &Ledger, shape: Shape, limit: u64) -> Headroom {
         zdb: largest_fitting(1, biggest_pool, |size| fits(&mut probe, Shape::Zdb { size: Unit(size) })).map(Unit),
         ips: {
             let mut ips = ledger.clone();
-            (0..=usage.total.ipv4u).take_while(|&n| ips.admit(&probe_id(n), &Shape::Ip.workload()).is_admit()).count()
-                as u64
+            (0..=usage.total.ipv4u)
+                .take_while(|&n| {
+                    matches!(ips.admit(&probe_id(n), &Shape::Ip.workload()), Verdict::Admit(granted) if granted.ip.is_some())
+                })
+                .count() as u64
         },
     };
     Headroom { shape, count, capped: count >= limit, binding, largest }

@@ -6,7 +6,7 @@
 
 use crate::demand::Demand;
 use crate::pool::Pools;
-use crate::verdict::{Assignment, Resource, Shortfall, Verdict};
+use crate::verdict::{Assignment, Reason, Resource, Shortfall, Verdict};
 use std::collections::{BTreeSet, HashMap};
 use zos_types::reservation::DiskDemand;
 use zos_types::scenario::{GpuSpec, NodeSpec, Policy, PoolKind, Preset};
@@ -26,6 +26,11 @@ pub struct Reservation {
     /// The pool (index) its disk was placed on, and the disk. `None` for workloads without a disk
     /// and for held workloads whose disk was already counted in the pool's `used`.
     pub disk: Option<(usize, DiskDemand)>,
+    /// The disk of a held workload (one that already runs): it is inside some pool's `used` as storaged
+    /// reports it, on a pool the ledger does not know. Re-admitting the workload keeps it there instead
+    /// of placing it a second time (ZOS's self-exclusion; the disk managers find the disk and do nothing).
+    /// Releasing the workload leaves the pools' `used` as they are.
+    pub counted: Option<DiskDemand>,
     /// The public IPv4 address (index into the node's list).
     pub ip: Option<usize>,
     /// The GPUs (indices into the node's list).
@@ -69,6 +74,8 @@ pub struct Usage {
     /// What is kept for the system (memory).
     pub reserved: Capacity,
     /// What workloads hold; for disks, what the pools have reserved (including what was there before).
+    /// Under `zos`, `ipv4u` may exceed the node's list: ip workloads admitted when no address was free
+    /// count here but hold no address.
     pub used: Capacity,
     /// What can still be given: CPU after overcommit (strict), memory after `max(used + reserved, OS used)`.
     pub free: Capacity,
@@ -186,8 +193,9 @@ impl Ledger {
     }
 
     /// Holds a workload that already runs, without judging it (an existing deployment in `ok` or
-    /// `paused` state). Its disk is taken as already counted in the pools' `used`. Its address is the
-    /// one its result names when that address is on the node's list and free, else the first free one.
+    /// `paused` state). Its disk is taken as already counted in the pools' `used` (and kept there when
+    /// the workload is admitted again, see [`Reservation::counted`]). Its address is the one its result
+    /// names when that address is on the node's list and free, else the first free one, else none.
     pub fn hold(&mut self, id: &WorkloadId, workload: &Workload) {
         self.release(id);
         let demand = Demand::of(workload);
@@ -210,7 +218,7 @@ impl Ledger {
         } else {
             Vec::new()
         };
-        let reservation = Reservation { capacity: demand.capacity, disk: None, ip, gpus };
+        let reservation = Reservation { capacity: demand.capacity, disk: None, counted: demand.disk, ip, gpus };
         self.apply(id, &reservation);
         self.reservations.insert(id.clone(), reservation);
     }
@@ -259,7 +267,7 @@ impl Ledger {
                     .ok_or_else(|| RestoreError::UnknownGpu { id: id.clone(), gpu: gpu.clone() })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.restore(id, Reservation { capacity: record.capacity, disk, ip, gpus });
+        self.restore(id, Reservation { capacity: record.capacity, disk, counted: None, ip, gpus });
         Ok(())
     }
 
@@ -287,7 +295,14 @@ impl Ledger {
         {
             shortfalls.push(short);
         }
-        let disk = demand.disk.and_then(|disk| {
+        // A held workload's disk is inside the pools' `used` already: it stays there unless it grew (a
+        // grown disk is placed afresh, and the old one stays counted: conservative, the pool is unknown).
+        let counted = prior
+            .and_then(|prior| prior.counted)
+            .zip(demand.disk)
+            .filter(|(counted, disk)| counted.role == disk.role && disk.size <= counted.size)
+            .map(|(counted, _)| counted);
+        let disk = demand.disk.filter(|_| counted.is_none()).and_then(|disk| {
             let preferred = prior.and_then(|prior| prior.disk).map(|(idx, _)| idx);
             match self.pools.place(disk, preferred) {
                 Some(idx) => Some((idx, disk)),
@@ -300,8 +315,8 @@ impl Ledger {
         let ip = if capacity.ipv4u > 0 {
             match self.pick_ip(prior.and_then(|prior| prior.ip)) {
                 Ok(ip) => ip,
-                Err(short) => {
-                    shortfalls.push(short);
+                Err(message) => {
+                    shortfalls.push(self.ip_shortfall(message));
                     None
                 }
             }
@@ -313,7 +328,7 @@ impl Ledger {
         } else {
             Vec::new()
         };
-        if shortfalls.is_empty() { Ok(Reservation { capacity, disk, ip, gpus }) } else { Err(shortfalls) }
+        if shortfalls.is_empty() { Ok(Reservation { capacity, disk, counted, ip, gpus }) } else { Err(shortfalls) }
     }
 
     /// ZOS's memory rule: `used = max(workloads + reserved, OS used)`; reject iff `requested > total - used`.
@@ -332,6 +347,7 @@ impl Ledger {
                 "failed to satisfy required capacity: cannot fulfil required memory size {} bytes out of usable {} bytes",
                 requested.0, available.0
             ),
+            reason: Reason::Capacity,
         })
     }
 
@@ -349,23 +365,23 @@ impl Ledger {
                 "not enough cpu: {requested} vCPU requested, {available} of {} available ({} threads x {} overcommit)",
                 self.cpu_limit, self.threads, self.policy.cpu_overcommit
             ),
+            reason: Reason::Capacity,
         })
     }
 
-    fn pick_ip(&self, preferred: Option<usize>) -> Result<Option<usize>, Shortfall> {
-        if self.ips.is_empty() {
-            // ZOS takes addresses from the contract: under `zos` a node without a list admits.
-            return match self.policy.preset {
-                Preset::Zos => Ok(None),
-                Preset::Strict => Err(self.ip_shortfall("the node has no public IPv4 addresses".into())),
-            };
-        }
+    /// The address for a workload that asks for a public IPv4: the one it had when still free, else the
+    /// first free one. Under `zos` there is no check (ZOS takes addresses from the contract and the ip
+    /// workload fails at run time when none is left): with no free address it is admitted without one.
+    /// Under `strict` the node's list is the limit; the error is the refusal's message.
+    fn pick_ip(&self, preferred: Option<usize>) -> Result<Option<usize>, String> {
         if let Some(idx) = preferred.filter(|idx| self.free_ips.contains(idx)) {
             return Ok(Some(idx));
         }
-        match self.free_ips.first() {
-            Some(&idx) => Ok(Some(idx)),
-            None => Err(self.ip_shortfall(format!("no free public IPv4 address: all {} are in use", self.ips.len()))),
+        match (self.free_ips.first(), self.policy.preset) {
+            (Some(&idx), _) => Ok(Some(idx)),
+            (None, Preset::Zos) => Ok(None),
+            (None, Preset::Strict) if self.ips.is_empty() => Err("the node has no public IPv4 addresses".into()),
+            (None, Preset::Strict) => Err(format!("no free public IPv4 address: all {} are in use", self.ips.len())),
         }
     }
 
@@ -380,6 +396,7 @@ impl Ledger {
             available: self.free_ips.len() as u64,
             pools: Vec::new(),
             message,
+            reason: Reason::Capacity,
         }
     }
 
@@ -428,6 +445,7 @@ impl Ledger {
                         available: free,
                         pools: Vec::new(),
                         message,
+                        reason: Reason::Capacity,
                     });
                 }
             }
@@ -472,12 +490,11 @@ impl Ledger {
     pub fn may_fit(&self, demand: &Capacity) -> bool {
         let free = self.usage().free;
         let strict = self.policy.preset == Preset::Strict;
-        let ipv4_counted = strict || !self.ips.is_empty();
         demand.mru <= free.mru
             && demand.sru <= free.sru
             && demand.hru <= free.hru
             && (!strict || demand.cru <= free.cru)
-            && (!ipv4_counted || demand.ipv4u <= free.ipv4u)
+            && (!strict || demand.ipv4u <= free.ipv4u)
     }
 
     /// What the node has, keeps, holds and can still give.

@@ -3,7 +3,9 @@
 //! One [`Ledger::admit`] serves every caller (provisiond at the door, `zos-plan`, the tests): it
 //! walks ZOS's rules (memory as ZOS counts it, disks by storaged's placement rules, and under the
 //! `strict` policy CPU, GPUs and public IPv4) and answers a [`Verdict`]: what the workload holds,
-//! or every [`Shortfall`] with its numbers. A rejection is a value, never an error.
+//! or every [`Shortfall`] with its numbers. A rejection is a value, never an error. Within a
+//! deployment, a workload whose dependency was refused is refused too ([`dependents_of_failed`] is the
+//! same rule for a job loop at run time).
 //!
 //! The ledger keeps running counters, so the cost of a decision does not grow with the number of
 //! reservations. All capacity math saturates or is checked.
@@ -28,6 +30,7 @@ mod verdict;
 pub use admission::{DeploymentVerdict, InvalidWorkload, WorkloadVerdict};
 pub use demand::Demand;
 pub use ledger::{Ledger, Reservation, RestoreError, Usage, default_reserved_mru};
+pub use order::{DependentFailure, dependencies, dependents_of_failed, failed_dependencies};
 pub use pool::{Pool, Pools, kind_of};
-pub use verdict::{Assignment, PoolPicture, Resource, Shortfall, Verdict};
+pub use verdict::{Assignment, PoolPicture, Reason, Resource, Shortfall, Verdict};
 pub use zos_types::reservation::{DiskDemand, DiskRole};

@@ -271,7 +271,7 @@ fn totals_refusal(ledger: &Ledger, demand: &Capacity) -> Vec<String> {
     if demand.hru > free.hru {
         refused.push("hru".to_string());
     }
-    if demand.ipv4u > free.ipv4u && (strict || free.ipv4u > 0 || ledger.usage().total.ipv4u > 0) {
+    if strict && demand.ipv4u > free.ipv4u {
         refused.push("ipv4u".to_string());
     }
     refused

@@ -1,7 +1,7 @@
 //! Storage pools and storaged's placement rules (reference sections 3.4 and 3.6), as one
 //! implementation that both the planner and storaged use.
 
-use crate::verdict::{PoolPicture, Resource, Shortfall};
+use crate::verdict::{PoolPicture, Reason, Resource, Shortfall};
 use std::cmp::Reverse;
 use zos_types::Unit;
 use zos_types::reservation::{DiskDemand, DiskRole};
@@ -200,6 +200,7 @@ impl Pools {
             available: largest.map_or(0, |pool| pool.free().0),
             pools: pools.iter().map(|pool| pool.picture()).collect(),
             message,
+            reason: Reason::Capacity,
         }
     }
 

@@ -1,8 +1,8 @@
 //! What admission answers: an assignment, or every shortfall with its numbers.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use zos_types::Unit;
+use zos_types::{Unit, WorkloadType};
 
 /// A resource the ledger accounts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,6 +57,41 @@ pub struct PoolPicture {
     pub mounted: bool,
 }
 
+/// What a [`Shortfall`] is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// The workload's own demand does not fit: `resource` and the numbers say by how much.
+    #[default]
+    Capacity,
+    /// A workload of the same deployment that this one needs (a disk, volume or qsfs it mounts, its public
+    /// IP, its network, the zmachine of a zlogs) was refused; ZOS fails it when it gets to it (reference
+    /// section 2.4). `resource` and the numbers are those of the dependency's first shortfall.
+    Dependency {
+        /// The refused workload.
+        name: String,
+        /// Its type.
+        #[serde(rename = "type", serialize_with = "type_out", deserialize_with = "type_in")]
+        kind: WorkloadType,
+    },
+}
+
+impl Reason {
+    /// True for [`Reason::Capacity`].
+    pub fn is_capacity(&self) -> bool {
+        matches!(self, Reason::Capacity)
+    }
+}
+
+fn type_out<S: Serializer>(kind: &WorkloadType, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.as_str())
+}
+
+fn type_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<WorkloadType, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    WorkloadType::parse(&name).map_err(serde::de::Error::custom)
+}
+
 /// Why a workload does not fit: one resource, with the numbers behind the refusal.
 ///
 /// For memory, `used` is what ZOS calls used: `max(workloads + reserved, OS-reported used)`.
@@ -82,6 +117,9 @@ pub struct Shortfall {
     pub pools: Vec<PoolPicture>,
     /// The refusal in words (ZOS's text where ZOS has one).
     pub message: String,
+    /// What the refusal is about: the workload's own capacity (left out of JSON), or a refused dependency.
+    #[serde(default, skip_serializing_if = "Reason::is_capacity")]
+    pub reason: Reason,
 }
 
 /// What an admitted workload holds beyond plain counters.

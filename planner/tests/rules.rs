@@ -28,6 +28,30 @@ fn node(cru: u64, mru: u64, os_used: u64) -> Value {
            "pools": [{"name": "ssd0", "kind": "ssd", "size": 4096 * GIB}, {"name": "hdd0", "kind": "hdd", "size": 4096 * GIB}]})
 }
 
+fn network(name: &str) -> Value {
+    json!({"name": name, "type": "network", "data": {
+        "ip_range": "10.1.0.0/16", "subnet": "10.1.1.0/24", "wireguard_private_key": "key"}})
+}
+
+fn zmount(name: &str, size: u64) -> Value {
+    json!({"name": name, "type": "zmount", "data": {"size": size}})
+}
+
+/// `vm` with `mounts` (zmount, volume or qsfs names) and an optional public IP workload name.
+fn vm_using(name: &str, memory: u64, mounts: &[&str], public_ip: Option<&str>) -> Value {
+    let mut v = vm(name, 1, memory);
+    v["data"]["mounts"] = mounts.iter().map(|m| json!({"name": m, "mountpoint": format!("/{m}")})).collect();
+    if let Some(ip) = public_ip {
+        v["data"]["network"]["public_ip"] = json!(ip);
+    }
+    v
+}
+
+fn with_gpus(mut workload: Value, gpus: &[&str]) -> Value {
+    workload["data"]["gpu"] = json!(gpus);
+    workload
+}
+
 fn run(scenario: Value) -> CheckReport {
     let scenario: Scenario = serde_json::from_value(scenario).expect("scenario");
     check(&scenario)
@@ -145,8 +169,8 @@ fn cases() -> Vec<Case> {
             expect: &["ip:admit"],
         },
         Case {
-            name: "ipv4: addresses are exclusive under both presets",
-            scenario: json!({"node": {"cru": 8, "mru": 64 * GIB, "public_ips": ["203.0.113.10/24"]}, "policy": "zos",
+            name: "ipv4 under strict: addresses are exclusive",
+            scenario: json!({"node": {"cru": 8, "mru": 64 * GIB, "public_ips": ["203.0.113.10/24"]}, "policy": "strict",
                 "requests": [deployment(1, 1, vec![json!({"name": "a", "type": "ip", "data": {"v4": true}})]),
                              deployment(1, 2, vec![json!({"name": "b", "type": "ip", "data": {"v4": true, "v6": true}})])]}),
             expect: &["a:admit", "b:reject"],
@@ -191,6 +215,107 @@ fn cases() -> Vec<Case> {
                              deployment(1, 2, vec![vm("after", 1, 14 * GIB)])]}),
             expect: &["ok:invalid", "tiny:invalid", "after:admit"],
         },
+        // Rule: a workload whose dependency in the same deployment was refused is refused too (ZOS installs in
+        // order and a VM whose disk or IP failed fails: reference section 2.4).
+        Case {
+            name: "dependent_zmachine_refused_with_its_zmount",
+            scenario: json!({"node": node(8, 16 * GIB, 0), "policy": "zos",
+                "requests": [deployment(1, 1, vec![network("net"), zmount("disk", 8192 * GIB),
+                    vm_using("vm", GIB, &["disk"], None)])]}),
+            expect: &["disk:reject", "net:admit", "vm:reject"],
+        },
+        Case {
+            name: "dependent_zmachine_refused_with_its_volume",
+            scenario: json!({"node": node(8, 16 * GIB, 0), "policy": "zos",
+                "requests": [deployment(1, 1, vec![network("net"),
+                    json!({"name": "vol", "type": "volume", "data": {"size": 8192 * GIB}}),
+                    vm_using("vm", GIB, &["vol"], None)])]}),
+            expect: &["vol:reject", "net:admit", "vm:reject"],
+        },
+        Case {
+            name: "dependent_zmachine_refused_with_its_public_ip",
+            scenario: json!({"node": node(8, 16 * GIB, 0), "policy": "strict",
+                "requests": [deployment(1, 1, vec![network("net"),
+                    json!({"name": "pub", "type": "ip", "data": {"v4": true}}),
+                    vm_using("vm", GIB, &[], Some("pub"))])]}),
+            expect: &["net:admit", "pub:reject", "vm:reject"],
+        },
+        Case {
+            name: "dependent_zlogs_refused_with_its_zmachine_transitively",
+            scenario: json!({"node": node(8, 16 * GIB, 0), "policy": "zos",
+            "requests": [
+                deployment(1, 1, vec![network("net"), zmount("disk", 8192 * GIB), vm_using("vm", GIB, &["disk"], None),
+                    json!({"name": "logs", "type": "zlogs", "data": {"zmachine": "vm", "output": "redis://10.1.1.9"}})]),
+                deployment(1, 2, vec![network("net"), vm("big", 1, 64 * GIB),
+                    json!({"name": "logs", "type": "zlogs", "data": {"zmachine": "big", "output": "ws://10.1.1.9"}})]),
+            ]}),
+            expect: &["disk:reject", "net:admit", "vm:reject", "logs:reject", "net:admit", "big:reject", "logs:reject"],
+        },
+        // Rule: checking a stored deployment again (the very same deployment as one already on the node, as ZOS
+        // re-runs it at boot) excludes its own usage, disks included: they are inside the pools' `used` already.
+        Case {
+            name: "reprovisioning_is_idempotent",
+            scenario: json!({"node": {"cru": 8, "mru": 16 * GIB,
+                    "pools": [{"name": "ssd0", "kind": "ssd", "size": 100 * GIB, "used": 95 * GIB}]},
+                "policy": "zos",
+                "deployments": [deployment(1, 1, vec![with_state(network("net"), "ok"),
+                    with_state(zmount("disk", 80 * GIB), "ok"), with_state(vm_using("vm", 2 * GIB, &["disk"], None), "ok")])],
+                "requests": [deployment(1, 1, vec![network("net"), zmount("disk", 80 * GIB),
+                    vm_using("vm", 2 * GIB, &["disk"], None)])]}),
+            expect: &["disk:admit", "net:admit", "vm:admit"],
+        },
+        // Rule: a twin's contract is one deployment; creating it again is refused with ZOS's "exists" (section 2.2),
+        // whether it is on the node already or an earlier valid request of the scenario took it.
+        Case {
+            name: "same_twin_contract_refused_exists",
+            scenario: json!({"node": node(8, 16 * GIB, 0), "policy": "zos",
+            "deployments": [deployment(1, 1, vec![with_state(vm("a", 1, GIB), "ok")])],
+            "requests": [
+                deployment(1, 1, vec![vm("b", 1, GIB)]),
+                deployment(2, 5, vec![vm("c", 1, GIB)]),
+                deployment(2, 5, vec![vm("d", 1, GIB)]),
+                deployment(2, 5, vec![vm("c", 1, GIB)]),
+                deployment(3, 7, vec![vm("tiny", 1, 100 * MIB)]),
+                deployment(3, 7, vec![vm("e", 1, GIB)]),
+            ]}),
+            expect: &["b:invalid", "c:admit", "d:invalid", "c:invalid", "tiny:invalid", "e:admit"],
+        },
+        // Rule: the same GPU named twice in one zmachine is refused (ZOS is silent), under both presets.
+        Case {
+            name: "same_gpu_twice_refused",
+            scenario: json!({"node": {"cru": 32, "mru": 256 * GIB, "pools": [{"name": "s", "kind": "ssd", "size": 1024 * GIB}],
+                "gpus": [{"id": "0000:00:06.0", "vendor": "10de", "device": "2330"}]},
+            "policy": "zos",
+            "requests": [
+                deployment(1, 1, vec![with_gpus(vm("twice", 1, GIB), &["0000:00:06.0/10de/2330", "0000:00:06.0/10de/2330"])]),
+                deployment(1, 2, vec![with_gpus(vm("once", 1, GIB), &["0000:00:06.0/10de/2330"])]),
+            ]}),
+            expect: &["twice:invalid", "once:admit"],
+        },
+        // Rule (a deliberate difference): a zdb namespace goes to the HDD whose zdb container has the most room
+        // left; ZOS takes the first container with room in Go map (random) order.
+        Case {
+            name: "zdb_placement_takes_the_container_with_most_room",
+            scenario: json!({"node": {"cru": 8, "mru": 16 * GIB, "pools": [
+                    {"name": "h1", "kind": "hdd", "size": 1000 * GIB, "used": 800 * GIB, "zdb": true},
+                    {"name": "h2", "kind": "hdd", "size": 1000 * GIB, "used": 100 * GIB, "zdb": true},
+                    {"name": "h3", "kind": "hdd", "size": 1000 * GIB, "used": 500 * GIB, "zdb": true}]},
+                "policy": "zos",
+                "requests": [deployment(1, 1, vec![json!({"name": "db", "type": "zdb", "data": {"size": 50 * GIB, "mode": "seq"}})]),
+                             deployment(1, 2, vec![json!({"name": "big", "type": "zdb", "data": {"size": 850 * GIB, "mode": "seq"}})]),
+                             deployment(1, 3, vec![json!({"name": "next", "type": "zdb", "data": {"size": 400 * GIB, "mode": "seq"}})])]}),
+            expect: &["db:admit@h2", "big:admit@h2", "next:admit@h3"],
+        },
+        // Rule: `zos` does not check public IPv4 at admission (ZOS takes addresses from the contract; the ip
+        // workload fails at run time when none is free): more ip workloads than the node's list are admitted.
+        Case {
+            name: "zos_policy_does_not_check_ipv4",
+            scenario: json!({"node": {"cru": 8, "mru": 64 * GIB, "public_ips": ["203.0.113.10/24"]}, "policy": "zos",
+                "requests": [deployment(1, 1, vec![json!({"name": "a", "type": "ip", "data": {"v4": true}})]),
+                             deployment(1, 2, vec![json!({"name": "b", "type": "ip", "data": {"v4": true, "v6": true}})]),
+                             deployment(1, 3, vec![json!({"name": "c", "type": "ipv4", "data": {}})])]}),
+            expect: &["a:admit", "b:admit", "c:admit"],
+        },
     ]
 }
 
@@ -198,7 +323,18 @@ fn cases() -> Vec<Case> {
 fn admission_rules() {
     let mut failures = Vec::new();
     for case in cases() {
-        let got = verdicts(&run(case.scenario));
+        let report = run(case.scenario);
+        // An expectation `name:admit@pool` also checks the pool the workload's disk went to.
+        let pools = report.requests.iter().flat_map(|request| &request.workloads).map(|wl| wl.assignment.pool.clone());
+        let got: Vec<String> = verdicts(&report)
+            .into_iter()
+            .zip(pools)
+            .zip(case.expect.iter().map(|it| it.contains('@')).chain(std::iter::repeat(false)))
+            .map(|((got, pool), with_pool)| match (with_pool, pool) {
+                (true, Some(pool)) => format!("{got}@{pool}"),
+                _ => got,
+            })
+            .collect();
         if got != case.expect {
             failures.push(format!("{}\n  expected {:?}\n  got      {:?}", case.name, case.expect, got));
         }
@@ -257,4 +393,75 @@ fn usage_counts_reserved_and_held() {
     assert_eq!(usage.used.cru, 4);
     assert_eq!(usage.free.mru.bytes(), 64 * GIB - 8 * GIB - 64 * GIB / 10);
     assert_eq!(usage.free.cru, 12);
+}
+
+#[test]
+fn dependent_zmachine_names_its_refused_dependency_and_holds_nothing() {
+    let report = run(json!({"node": node(8, 16 * GIB, 0), "policy": "zos",
+        "requests": [deployment(1, 1, vec![network("net"), zmount("disk", 8192 * GIB),
+            vm_using("vm", 4 * GIB, &["disk"], None)])]}));
+    let report = serde_json::to_value(&report).expect("json");
+    let vm = &report["requests"][0]["workloads"][2];
+    assert_eq!(vm["name"], "vm");
+    assert_eq!(vm["verdict"], "reject");
+    let reasons: Vec<&Value> = vm["shortfalls"].as_array().expect("shortfalls").iter().map(|s| &s["reason"]).collect();
+    assert_eq!(reasons, [&json!({"kind": "dependency", "name": "disk", "type": "zmount"})]);
+    let message = vm["shortfalls"][0]["message"].as_str().expect("message");
+    assert!(message.contains("zmount 'disk'"), "{message}");
+    assert_eq!(report["usage"]["used"]["mru"], 0, "the refused VM holds no memory");
+    assert_eq!(report["usage"]["used"]["cru"], 0, "nor CPU");
+}
+
+#[test]
+fn reprovisioning_takes_nothing_twice() {
+    let stored = deployment(
+        1,
+        1,
+        vec![with_state(zmount("disk", 80 * GIB), "ok"), with_state(vm_using("vm", 2 * GIB, &["disk"], None), "ok")],
+    );
+    let report = run(json!({"node": {"cru": 8, "mru": 16 * GIB,
+            "pools": [{"name": "ssd0", "kind": "ssd", "size": 100 * GIB, "used": 95 * GIB}]},
+        "policy": "zos", "deployments": [stored.clone()], "requests": [stored.clone(), stored]}));
+    assert_eq!(verdicts(&report), ["disk:admit", "vm:admit", "disk:admit", "vm:admit"]);
+    assert_eq!(report.usage.used.sru.bytes(), 95 * GIB, "the disks stay inside the pool's used, once");
+    assert_eq!(report.usage.used.mru.bytes(), 2 * GIB, "the VM's memory counts once");
+}
+
+#[test]
+fn same_twin_contract_carries_zos_message() {
+    let report = run(json!({"node": node(8, 16 * GIB, 0), "policy": "zos",
+        "deployments": [deployment(1, 1, vec![with_state(vm("a", 1, GIB), "error")])],
+        "requests": [deployment(1, 1, vec![vm("b", 1, GIB)])]}));
+    let request = &report.requests[0];
+    assert_eq!(request.verdict, "invalid");
+    assert_eq!(request.message.as_deref(), Some("exists"));
+    assert_eq!(request.workloads[0].message.as_deref(), Some("exists"));
+    assert_eq!(report.usage.used.mru.bytes(), 0, "a refused request takes nothing");
+}
+
+#[test]
+fn same_gpu_twice_names_the_gpu() {
+    let report = run(json!({"node": {"cru": 32, "mru": 256 * GIB,
+            "gpus": [{"id": "0000:00:06.0", "vendor": "10de", "device": "2330"}]},
+        "policy": "strict",
+        "requests": [deployment(1, 1, vec![with_gpus(vm("twice", 1, GIB), &["0000:00:06.0/10de/2330", "0000:00:06.0/10DE/2330"])])]}));
+    let request = &report.requests[0];
+    assert_eq!(request.verdict, "invalid");
+    assert_eq!(request.message.as_deref(), Some("gpu '0000:00:06.0' is listed more than once"));
+}
+
+#[test]
+fn zos_policy_admits_more_ips_than_the_list_without_underflow() {
+    let report = run(json!({"node": {"cru": 8, "mru": 64 * GIB, "public_ips": ["203.0.113.10/24"]}, "policy": "zos",
+        "requests": [deployment(1, 1, vec![json!({"name": "a", "type": "ip", "data": {"v4": true}}),
+                                            json!({"name": "b", "type": "ip", "data": {"v4": true}}),
+                                            json!({"name": "c", "type": "ipv4", "data": {}})])]}));
+    let workloads = &report.requests[0].workloads;
+    // ZOS's walk order puts the deprecated `ipv4` type before `ip`.
+    assert_eq!(verdicts(&report), ["c:admit", "a:admit", "b:admit"]);
+    assert_eq!(workloads[0].assignment.ip.as_deref(), Some("203.0.113.10/24"), "the list's address goes to the first");
+    assert_eq!(workloads[1].assignment.ip, None, "no address left: none granted");
+    assert_eq!(workloads[2].assignment.ip, None);
+    let usage = report.usage;
+    assert_eq!((usage.total.ipv4u, usage.used.ipv4u, usage.free.ipv4u), (1, 3, 0));
 }

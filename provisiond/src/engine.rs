@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use zos_cache::{Job, JobId, JobOp, Store, StoreError};
 use zos_interfaces::provision::{Counters, StateChange, UsersCounters};
-use zos_planner::order::{install_order, uninstall_order};
+use zos_planner::order::{failed_dependencies, install_order, uninstall_order};
 use zos_planner::{DeploymentVerdict, Ledger, WorkloadVerdict};
 use zos_types::scenario::{NodeSpec, Policy};
 use zos_types::{
@@ -440,6 +440,14 @@ impl<K: KeyGetter> Engine<K> {
     ) -> Result<(), EngineError> {
         let (twin, contract) = (deployment.twin_id, deployment.contract_id);
         let mut outcomes = Vec::new();
+        // A workload whose dependency (its disk, its IP, its network) is in error or failed in this job
+        // fails too, without being tried: the planner's rule (`zos_planner::order::failed_dependencies`).
+        let mut failed: std::collections::BTreeSet<String> = deployment
+            .workloads
+            .iter()
+            .filter(|wl| wl.result.state == ResultState::Error)
+            .map(|wl| wl.name.clone())
+            .collect();
         for idx in install_order(deployment) {
             let workload = &deployment.workloads[idx];
             // Workloads in error or deleted are never retried (ZOS); ok and paused ones were provisioned
@@ -453,8 +461,23 @@ impl<K: KeyGetter> Engine<K> {
                 continue;
             }
             let id = deployment.workload_id(&workload.name);
-            let reservation = self.store.reservation(twin, contract, &workload.name)?;
-            let outcome = managers.provision(&id, workload, reservation.as_ref()).await;
+            let blocked = failed_dependencies(deployment, workload, |name| failed.contains(name));
+            let outcome = match blocked.first() {
+                Some(dependency) => Err(zos_planner::order::DependentFailure {
+                    name: workload.name.clone(),
+                    kind: workload.kind(),
+                    dependency: dependency.name.clone(),
+                    dependency_kind: dependency.kind(),
+                }
+                .message()),
+                None => {
+                    let reservation = self.store.reservation(twin, contract, &workload.name)?;
+                    managers.provision(&id, workload, reservation.as_ref()).await
+                }
+            };
+            if outcome.is_err() {
+                failed.insert(workload.name.clone());
+            }
             outcomes.push((workload.clone(), id, outcome));
         }
         let mut txn = self.store.begin();

@@ -319,3 +319,23 @@ async fn failed_delete_keeps_its_reservation_without_drift() {
     let reopened = self::engine(dir.path());
     assert_eq!(reopened.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "still held after a restart");
 }
+
+/// A VM whose disk fails at run time fails too, without being tried, naming its dependency (ZOS
+/// installs in order and fails a VM whose disk failed), and gives its capacity back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependent_vm_fails_when_its_disk_fails_at_run_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let mut machine = vm("vm", 2);
+    machine["data"]["mounts"] = json!([{"name": "fail_disk", "mountpoint": "/data"}]);
+    let dl = signed(11, json!([{"name": "fail_disk", "type": "zmount", "data": {"size": GIB}}, machine]));
+    let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(1)).expect("create") else { panic!("refused") };
+    engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    let vm = engine.store().current(7, 11, "vm").expect("vm");
+    assert_eq!(vm.result.state, ResultState::Error);
+    assert_eq!(vm.result.error, "depends on zmount 'fail_disk', which failed");
+    let calls = managers.calls.lock().expect("calls").clone();
+    assert!(!calls.iter().any(|c| c.contains("7-11-vm")), "the VM was never tried: {calls:?}");
+    assert_eq!(engine.ledger_snapshot().usage().used.mru.bytes(), 0, "its memory is free again");
+}

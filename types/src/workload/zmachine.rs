@@ -170,7 +170,13 @@ impl ZMachine {
         {
             return Err("invalid mycelium seed length expected 6 bytes".into());
         }
-        self.gpus()?;
+        let gpus = self.gpus()?;
+        // ZOS is silent here (vmd would try to pass the same PCI device through twice); we refuse it.
+        for (idx, gpu) in gpus.iter().enumerate() {
+            if gpus.iter().take(idx).any(|other| other.slot.eq_ignore_ascii_case(&gpu.slot)) {
+                return Err(format!("gpu '{}' is listed more than once", gpu.slot));
+            }
+        }
         Ok(())
     }
 
@@ -295,6 +301,19 @@ mod tests {
     fn legacy_ygg_ip_reads_as_planetary_ip() {
         let result: ZMachineResult = serde_json::from_str(r#"{"id": "a", "ygg_ip": "300::1"}"#).expect("result");
         assert_eq!(result.planetary_ip, "300::1");
+    }
+
+    #[test]
+    fn the_same_gpu_twice_is_refused() {
+        let mut machine = vm(1, Unit::gib(1));
+        machine.network.interfaces = vec![MachineInterface { network: "n".into(), ip: "10.1.1.2".parse().ok() }];
+        machine.gpu = vec!["0000:00:06.0/10de/2330".into(), "0000:00:07.0/10de/2330".into()];
+        assert_eq!(machine.validate(&Deployment::default()), Ok(()));
+        machine.gpu.push("0000:00:06.0/10DE/2330".into());
+        assert_eq!(
+            machine.validate(&Deployment::default()),
+            Err("gpu '0000:00:06.0' is listed more than once".to_string())
+        );
     }
 
     #[test]
