@@ -241,34 +241,67 @@ impl Ledger {
         }
     }
 
-    /// Restores a stored reservation exactly as it was granted (a store rebuilding the ledger at start).
+    /// Restores a stored reservation exactly as it was granted (a store rebuilding the ledger at start);
+    /// nothing is held when a pool, address or GPU it names is not on this node.
     pub fn restore_record(&mut self, id: &WorkloadId, record: &ReservationRecord) -> Result<(), RestoreError> {
-        let disk = match &record.disk {
-            None => None,
-            Some((name, disk)) => match self.pools.position(name) {
-                Some(idx) => Some((idx, *disk)),
-                None => return Err(RestoreError::UnknownPool { id: id.clone(), name: name.clone() }),
-            },
-        };
-        let ip = match &record.ip {
-            None => None,
-            Some(address) => match self.ips.iter().position(|ip| ip.to_string() == *address) {
-                Some(idx) => Some(idx),
-                None => return Err(RestoreError::UnknownAddress { id: id.clone(), address: address.clone() }),
-            },
-        };
+        let (reservation, mut missing) = self.resolve(id, record);
+        if missing.is_empty() {
+            self.restore(id, reservation);
+            Ok(())
+        } else {
+            Err(missing.remove(0))
+        }
+    }
+
+    /// Restores a stored reservation as far as this node still has what it names, and returns what it
+    /// does not have. A running workload's CPU, memory, address and GPUs stay held even when its pool
+    /// vanished or an address left the list: capacity a workload holds is never freed by a restart. A
+    /// disk on a pool that is gone is not held (its space went with the pool); an address that left the
+    /// list still counts in `ipv4u`, without an address; a GPU the node lost is left out.
+    pub fn restore_partial(&mut self, id: &WorkloadId, record: &ReservationRecord) -> Vec<RestoreError> {
+        let (reservation, missing) = self.resolve(id, record);
+        self.restore(id, reservation);
+        missing
+    }
+
+    /// A record's names as indices into this node's pools, addresses and GPUs, and what is missing.
+    fn resolve(&self, id: &WorkloadId, record: &ReservationRecord) -> (Reservation, Vec<RestoreError>) {
+        let mut missing = Vec::new();
+        let mut capacity = record.capacity;
+        let disk = record.disk.as_ref().and_then(|(name, disk)| match self.pools.position(name) {
+            Some(idx) => Some((idx, *disk)),
+            None => {
+                missing.push(RestoreError::UnknownPool { id: id.clone(), name: name.clone() });
+                capacity.sru = Unit::ZERO;
+                capacity.hru = Unit::ZERO;
+                None
+            }
+        });
+        let ip = record.ip.as_ref().and_then(|address| {
+            let found = self.ips.iter().position(|ip| ip.to_string() == *address);
+            if found.is_none() {
+                missing.push(RestoreError::UnknownAddress { id: id.clone(), address: address.clone() });
+            }
+            found
+        });
         let gpus = record
             .gpus
             .iter()
-            .map(|gpu| {
-                self.gpus
-                    .iter()
-                    .position(|spec| gpu_name(spec) == *gpu)
-                    .ok_or_else(|| RestoreError::UnknownGpu { id: id.clone(), gpu: gpu.clone() })
+            .filter_map(|gpu| {
+                let found = self.gpus.iter().position(|spec| gpu_name(spec) == *gpu);
+                if found.is_none() {
+                    missing.push(RestoreError::UnknownGpu { id: id.clone(), gpu: gpu.clone() });
+                }
+                found
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.restore(id, Reservation { capacity: record.capacity, disk, counted: None, ip, gpus });
-        Ok(())
+            .collect();
+        (Reservation { capacity, disk, counted: None, ip, gpus }, missing)
+    }
+
+    /// What the OS uses of the memory now (ZOS reads it for every decision): the memory rule is
+    /// `used = max(reserved + workloads, OS used)`.
+    pub fn set_os_used(&mut self, used: Unit) {
+        self.os_used_mru = used;
     }
 
     /// Releases what `id` holds. Idempotent: releasing twice, or something never held, does nothing.

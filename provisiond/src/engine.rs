@@ -15,7 +15,7 @@ use zos_planner::order::{failed_dependencies, install_order, uninstall_order};
 use zos_planner::{DeploymentVerdict, Ledger, WorkloadVerdict};
 use zos_types::scenario::{NodeSpec, Policy};
 use zos_types::{
-    Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, Workload, WorkloadId, WorkloadResult,
+    Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, Unit, Workload, WorkloadId, WorkloadResult,
 };
 
 /// Why a request was not taken (a capacity refusal is not an error: see [`Outcome::Refused`]).
@@ -86,7 +86,11 @@ pub struct Engine<K> {
     ledger: Mutex<Ledger>,
     twins: K,
     changes: Mutex<Vec<StateChange>>,
+    os_memory: Option<OsMemory>,
 }
+
+/// Reads what the OS uses of the memory now; `None` when it cannot be read (the last value stays).
+pub type OsMemory = Box<dyn Fn() -> Option<Unit> + Send + Sync>;
 
 fn result(state: ResultState, error: String, data: serde_json::Value, now: Timestamp) -> WorkloadResult {
     WorkloadResult { created: now, state, error, data }
@@ -97,14 +101,31 @@ impl<K: KeyGetter> Engine<K> {
     pub fn open(store: Store, node: &NodeSpec, policy: Policy, twins: K) -> Result<Engine<K>, EngineError> {
         let mut ledger = Ledger::new(node, policy);
         for (id, record) in store.reservations()? {
-            if let Err(err) = ledger.restore_record(&id, &record) {
-                tracing::error!("cannot restore a reservation: {err}");
+            // What the node no longer has is drift to report; what it has stays held.
+            for missing in ledger.restore_partial(&id, &record) {
+                tracing::error!("drift: {missing}; the rest of the reservation stays held");
             }
         }
         for drift in store.check_consistency()? {
             tracing::warn!("store drift: {drift}");
         }
-        Ok(Engine { store, ledger: Mutex::new(ledger), twins, changes: Mutex::new(Vec::new()) })
+        Ok(Engine { store, ledger: Mutex::new(ledger), twins, changes: Mutex::new(Vec::new()), os_memory: None })
+    }
+
+    /// Reads what the OS uses of the memory before every admission (ZOS does), instead of only the
+    /// figure the node had at start.
+    pub fn with_os_memory(mut self, probe: OsMemory) -> Engine<K> {
+        self.os_memory = Some(probe);
+        self
+    }
+
+    /// The ledger, with the OS's memory use read now: what every admission decides on.
+    fn deciding_ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        let mut ledger = self.ledger();
+        if let Some(used) = self.os_memory.as_ref().and_then(|probe| probe()) {
+            ledger.set_os_used(used);
+        }
+        ledger
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -160,7 +181,7 @@ impl<K: KeyGetter> Engine<K> {
                 "expected version to be 0 on deployment creation: invalid version".into(),
             ));
         }
-        let mut ledger = self.ledger();
+        let mut ledger = self.deciding_ledger();
         let mut trial = ledger.clone();
         let verdicts = match trial.admit_deployment(&deployment) {
             DeploymentVerdict::Judged(verdicts) => verdicts,
@@ -229,7 +250,7 @@ impl<K: KeyGetter> Engine<K> {
             .map(|idx| &new.workloads[idx])
             .filter(|wl| upgrade.to_add.contains(&wl.name) || upgrade.to_update.contains(&wl.name))
             .collect();
-        let mut ledger = self.ledger();
+        let mut ledger = self.deciding_ledger();
         let mut trial = ledger.clone();
         let verdicts: Vec<WorkloadVerdict> = changed
             .iter()

@@ -339,3 +339,54 @@ async fn dependent_vm_fails_when_its_disk_fails_at_run_time() {
     assert!(!calls.iter().any(|c| c.contains("7-11-vm")), "the VM was never tried: {calls:?}");
     assert_eq!(engine.ledger_snapshot().usage().used.mru.bytes(), 0, "its memory is free again");
 }
+
+/// What the OS uses of the memory is read when deciding, not once at start: `used = max(reserved +
+/// workloads, OS used)` guards the node as the OS's use grows and shrinks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn os_used_memory_is_read_when_deciding() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let os_used = Arc::new(AtomicU64::new(0));
+    let probe = os_used.clone();
+    let engine =
+        engine(dir.path()).with_os_memory(Box::new(move || Some(zos_types::Unit(probe.load(Ordering::SeqCst)))));
+    // 16 GiB node: the OS now uses 14 GiB, so a 4 GiB VM does not fit.
+    os_used.store(14 * GIB, Ordering::SeqCst);
+    let refused = engine.create(7, signed(21, json!([vm("vm", 4)])), Timestamp(1)).expect("answer");
+    assert!(matches!(refused, Outcome::Refused(_)), "the OS's use now guards the node");
+    // The OS gives memory back: the same VM fits.
+    os_used.store(GIB, Ordering::SeqCst);
+    let accepted = engine.create(7, signed(21, json!([vm("vm", 4)])), Timestamp(2)).expect("answer");
+    assert!(matches!(accepted, Outcome::Accepted(_)));
+}
+
+/// A reservation that cannot be restored whole (its pool vanished) keeps what still exists: a running
+/// VM's CPU and memory stay held after a restart, instead of being freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservation_restored_as_far_as_the_node_still_has_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let managers = Recorder::default();
+    {
+        let engine = engine(dir.path());
+        let dl = signed(22, json!([vm("vm", 8)]));
+        let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(1)).expect("create") else { panic!("refused") };
+        engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    }
+    // The node comes back with its pool renamed.
+    let renamed: NodeSpec = serde_json::from_value(
+        json!({"cru": 8, "mru": 16 * GIB, "pools": [{"name": "ssd1", "kind": "ssd", "size": 512 * GIB}]}),
+    )
+    .expect("node");
+    let store = Store::open(dir.path().join("state")).expect("store");
+    let engine = Engine::open(
+        store,
+        &renamed,
+        Policy::default(),
+        TwinRegistry::from_keys([(7, key().verifying_key().to_bytes())]),
+    )
+    .expect("engine");
+    let used = engine.ledger_snapshot().usage().used;
+    assert_eq!((used.cru, used.mru.bytes()), (1, 8 * GIB), "the VM's CPU and memory stay held");
+    assert_eq!(used.sru.bytes(), 0, "its root disk went with the pool");
+}

@@ -139,7 +139,16 @@ async fn main() -> Exit {
     let engine = match zos_cache::Store::open(config.state_dir.join("store"))
         .map_err(anyhow::Error::from)
         .and_then(|store| Engine::open(store, &node, policy, twins).map_err(anyhow::Error::from))
-    {
+        .map(|engine| {
+            // Without a node file, this is the node itself: the OS's memory use is read for every decision.
+            if config.node.is_some() {
+                engine
+            } else {
+                engine.with_os_memory(Box::new(|| {
+                    zos_hardware::memory::Memory::read(std::path::Path::new("/")).ok().map(|m| m.os_used)
+                }))
+            }
+        }) {
         Ok(engine) => Arc::new(engine),
         Err(err) => return Exit::Resources.because(format!("cannot open the store: {err:#}")),
     };
