@@ -255,6 +255,12 @@ impl Store {
         Ok(store)
     }
 
+    /// True once a commit failed: every later commit fails too, until the store is reopened (sled 0.34
+    /// cannot recover in place), so the process should exit and be restarted.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
     /// The directory of the store.
     pub fn path(&self) -> &Path {
         &self.path

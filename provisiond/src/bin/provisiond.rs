@@ -189,10 +189,17 @@ async fn main() -> Exit {
         &zos_interfaces::provision::ProvisionClient::object(),
         "WorkloadChanges",
     );
+    // A poisoned store (a commit failed: disk full, I/O error) cannot be used again until it is reopened:
+    // the daemon exits with 3 and its supervisor restarts it, instead of re-running the same module calls.
+    let (poisoned_tx, poisoned_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = {
         let engine = engine.clone();
         tokio::spawn(async move {
             loop {
+                if engine.store().is_poisoned() {
+                    let _ = poisoned_tx.send(());
+                    return;
+                }
                 let now = zos_types::Timestamp(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -233,11 +240,19 @@ async fn main() -> Exit {
     let mut server = Server::new("provision", config.redis.clone(), 4);
     server.register(ProvisionServer(service.clone()));
     server.register(StatisticsServer(service));
-    let served = server.run(daemon::shutdown_signal()).await;
+    let mut poisoned = false;
+    let stop = async {
+        tokio::select! {
+            _ = daemon::shutdown_signal() => {},
+            Ok(()) = poisoned_rx => poisoned = true,
+        }
+    };
+    let served = server.run(stop).await;
     jobs.abort();
     reconciler.abort();
     reserved.abort();
     match served {
+        Ok(()) if poisoned => Exit::Resources.because("the store failed a commit and cannot be used until reopened"),
         Ok(()) => Exit::Stopped,
         Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
     }
