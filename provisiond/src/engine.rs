@@ -231,6 +231,8 @@ impl<K: KeyGetter> Engine<K> {
     /// job that removes what is gone and applies the rest — commits at once; a refusal changes nothing.
     pub fn update(&self, twin: u32, mut new: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
         self.check_request(twin, &new)?;
+        // The version check and the admission are one serialized step: two updates never both pass.
+        let mut ledger = self.deciding_ledger();
         let stored = self.store.get(twin, new.contract_id)?;
         let upgrade = stored.upgrade(&mut new).map_err(EngineError::Invalid)?;
         for workload in new.workloads.iter().filter(|wl| upgrade.to_update.contains(&wl.name)) {
@@ -250,7 +252,6 @@ impl<K: KeyGetter> Engine<K> {
             .map(|idx| &new.workloads[idx])
             .filter(|wl| upgrade.to_add.contains(&wl.name) || upgrade.to_update.contains(&wl.name))
             .collect();
-        let mut ledger = self.deciding_ledger();
         let mut trial = ledger.clone();
         let verdicts: Vec<WorkloadVerdict> = changed
             .iter()
@@ -451,6 +452,18 @@ impl<K: KeyGetter> Engine<K> {
         Ok(true)
     }
 
+    /// Whether the stored workload is still the one a job ran on: no update was accepted meanwhile
+    /// (an update bumps the version and replaces the data). A job writes only the result of what it ran;
+    /// the update's own job runs the newer version. Called with the admission lock held, so that no
+    /// update is accepted between this check and the commit.
+    fn unchanged_since(&self, twin: u32, contract: u64, ran: &Workload) -> Result<bool, EngineError> {
+        match self.store.current(twin, contract, &ran.name) {
+            Ok(stored) => Ok(stored.version == ran.version && stored.data == ran.data),
+            Err(StoreError::WorkloadNotExist | StoreError::DeploymentNotExists) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     async fn install(
         &self,
         job_id: JobId,
@@ -501,10 +514,14 @@ impl<K: KeyGetter> Engine<K> {
             }
             outcomes.push((workload.clone(), id, outcome));
         }
+        let serialized = self.ledger();
         let mut txn = self.store.begin();
         let mut released = Vec::new();
         let mut recorded = Vec::new();
         for (mut workload, id, outcome) in outcomes {
+            if !self.unchanged_since(twin, contract, &workload)? {
+                continue;
+            }
             workload.result = match outcome {
                 Ok(data) => result(ResultState::Ok, String::new(), data, now),
                 Err(message) => {
@@ -518,6 +535,7 @@ impl<K: KeyGetter> Engine<K> {
         }
         txn.ack(job_id)?;
         txn.commit()?;
+        drop(serialized);
         self.announce(twin, contract, &recorded);
         self.release_all(released);
         Ok(())
@@ -557,13 +575,19 @@ impl<K: KeyGetter> Engine<K> {
             };
             changed.push(next);
         }
+        let serialized = self.ledger();
         let mut txn = self.store.begin();
-        for workload in &changed {
-            txn.record(twin, contract, workload)?;
+        let mut recorded = Vec::new();
+        for workload in changed {
+            if self.unchanged_since(twin, contract, &workload)? {
+                txn.record(twin, contract, &workload)?;
+                recorded.push(workload);
+            }
         }
         txn.ack(job_id)?;
         txn.commit()?;
-        self.announce(twin, contract, &changed);
+        drop(serialized);
+        self.announce(twin, contract, &recorded);
         Ok(())
     }
 

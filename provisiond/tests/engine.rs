@@ -390,3 +390,64 @@ async fn reservation_restored_as_far_as_the_node_still_has_it() {
     assert_eq!((used.cru, used.mru.bytes()), (1, 8 * GIB), "the VM's CPU and memory stay held");
     assert_eq!(used.sru.bytes(), 0, "its root disk went with the pool");
 }
+
+/// Managers that hold the first provision call until the test lets it go.
+#[derive(Default)]
+struct Gate {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Managers for Gate {
+    async fn provision(
+        &self,
+        id: &WorkloadId,
+        _: &Workload,
+        _: Option<&zos_types::ReservationRecord>,
+    ) -> Result<serde_json::Value, String> {
+        if !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        Ok(json!({"id": id.as_str()}))
+    }
+    async fn deprovision(&self, _: &WorkloadId, _: &Workload) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Lost update: an update accepted while the job of the previous version runs must not be overwritten
+/// by that job's result (a zmount grown 10 → 20 GiB mid-job ended stored at version 0 with 10 GiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_accepted_mid_job_is_not_lost() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Arc::new(engine(dir.path()));
+    let gate = Arc::new(Gate::default());
+    let v0 = signed(31, json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}]));
+    let Outcome::Accepted(_) = engine.create(7, v0, Timestamp(1)).expect("create") else { panic!("refused") };
+    let job = tokio::spawn({
+        let (engine, gate) = (engine.clone(), gate.clone());
+        async move { engine.run_one(&*gate, Timestamp(2)).await }
+    });
+    gate.entered.notified().await;
+    let mut v1 = engine.store().get(7, 31).expect("stored");
+    v1.version = 1;
+    v1.workloads[0].version = 1;
+    v1.workloads[0].data =
+        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(20) });
+    v1.signature_requirement.signatures.clear();
+    v1.sign(7, &key());
+    let Outcome::Accepted(_) = engine.update(7, v1, Timestamp(3)).expect("update") else { panic!("refused") };
+    gate.release.notify_one();
+    job.await.expect("join").expect("first job");
+    let disk = engine.store().current(7, 31, "disk").expect("disk");
+    assert_eq!(disk.version, 1, "the update survived the job of version 0");
+    assert_eq!(disk.capacity().sru.bytes(), 20 * GIB);
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 20 * GIB);
+    engine.run_one(&*gate, Timestamp(4)).await.expect("update job");
+    let disk = engine.store().current(7, 31, "disk").expect("disk");
+    assert_eq!((disk.version, disk.result.state), (1, ResultState::Ok), "the update's own job ran it");
+    assert!(engine.store().check_consistency().expect("check").is_empty());
+}
