@@ -464,6 +464,42 @@ impl<K: KeyGetter> Engine<K> {
         }
     }
 
+    /// The version a workload had before the update that is now failing: the newest entry of its result
+    /// log that ran (`ok` or `paused`) with a lower version. `None` for a workload never provisioned.
+    fn previous_version(&self, twin: u32, contract: u64, workload: &Workload) -> Result<Option<Workload>, EngineError> {
+        if workload.version == 0 {
+            return Ok(None);
+        }
+        let log = self.store.changes(twin, contract)?;
+        Ok(log.into_iter().rev().find(|old| {
+            old.name == workload.name
+                && old.version < workload.version
+                && matches!(old.result.state, ResultState::Ok | ResultState::Paused)
+        }))
+    }
+
+    /// Puts back the reservation of the version that still runs, in place of the failed update's. When
+    /// the old version cannot be admitted again (the node changed), the update's reservation stays:
+    /// capacity a resource uses is never freed.
+    fn keep_previous(
+        &self,
+        ledger: &mut Ledger,
+        txn: &mut zos_cache::Txn<'_>,
+        (twin, contract): (u32, u64),
+        id: &WorkloadId,
+        previous: &Workload,
+    ) {
+        let Some(update) = ledger.reservation(id).cloned() else { return };
+        if ledger.admit(id, previous).is_admit() {
+            if let Some(reservation) = ledger.reservation(id) {
+                txn.reserve(twin, contract, &previous.name, &ledger.record(reservation));
+            }
+        } else {
+            tracing::error!(%id, "the old version cannot be held again; the update's reservation stays");
+            ledger.restore(id, update);
+        }
+    }
+
     async fn install(
         &self,
         job_id: JobId,
@@ -509,12 +545,25 @@ impl<K: KeyGetter> Engine<K> {
                     managers.provision(&id, workload, reservation.as_ref()).await
                 }
             };
+            // A failed first provision (a module error, or a deadline that expired while the call was in
+            // flight) may have left something behind: it is undone, and the reservation is released only
+            // once the module confirms nothing is left; otherwise it stays held, in `error`.
+            let outcome = match outcome {
+                Err(message) if blocked.is_empty() && workload.version == 0 => {
+                    match managers.deprovision(&id, workload).await {
+                        Ok(()) => Err((message, true)),
+                        Err(cleanup) => Err((format!("{message}; cleaning up failed: {cleanup}"), false)),
+                    }
+                }
+                Err(message) => Err((message, true)),
+                Ok(data) => Ok(data),
+            };
             if outcome.is_err() {
                 failed.insert(workload.name.clone());
             }
             outcomes.push((workload.clone(), id, outcome));
         }
-        let serialized = self.ledger();
+        let mut serialized = self.ledger();
         let mut txn = self.store.begin();
         let mut released = Vec::new();
         let mut recorded = Vec::new();
@@ -524,11 +573,25 @@ impl<K: KeyGetter> Engine<K> {
             }
             workload.result = match outcome {
                 Ok(data) => result(ResultState::Ok, String::new(), data, now),
-                Err(message) => {
-                    txn.release(twin, contract, &workload.name);
-                    released.push(id);
-                    result(ResultState::Error, message, serde_json::Value::Null, now)
-                }
+                Err((message, gone)) => match self.previous_version(twin, contract, &workload)? {
+                    // A failed update: the old resource still exists and keeps what it holds (ZOS
+                    // records the workload `unchanged`, with its old data).
+                    Some(previous) => {
+                        self.keep_previous(&mut serialized, &mut txn, (twin, contract), &id, &previous);
+                        txn.record(twin, contract, &previous)?;
+                        let mut unchanged = previous.clone();
+                        unchanged.result = result(ResultState::Unchanged, message, previous.result.data.clone(), now);
+                        txn.record(twin, contract, &unchanged)?;
+                        recorded.push(unchanged);
+                        continue;
+                    }
+                    None if gone => {
+                        txn.release(twin, contract, &workload.name);
+                        released.push(id);
+                        result(ResultState::Error, message, serde_json::Value::Null, now)
+                    }
+                    None => result(ResultState::Error, message, serde_json::Value::Null, now),
+                },
             };
             txn.record(twin, contract, &workload)?;
             recorded.push(workload);

@@ -28,7 +28,7 @@ impl Managers for Recorder {
     }
     async fn deprovision(&self, id: &WorkloadId, workload: &Workload) -> Result<(), String> {
         self.calls.lock().expect("calls").push(format!("deprovision {id}"));
-        if workload.name.starts_with("stuck") { Err("simulated failed delete".into()) } else { Ok(()) }
+        if workload.name.contains("stuck") { Err("simulated failed delete".into()) } else { Ok(()) }
     }
 }
 
@@ -86,7 +86,11 @@ async fn admitted_at_the_door_then_provisioned_with_partial_failure() {
     assert!(engine.take_changes().is_empty());
     assert!(!engine.run_one(&managers, Timestamp(102)).await.expect("idle"), "the job was acknowledged");
     let calls = managers.calls.lock().expect("calls").clone();
-    assert_eq!(calls, ["provision 7-1-disk", "provision 7-1-vm", "provision 7-1-fail_vm"], "ZOS's install order");
+    assert_eq!(
+        calls,
+        ["provision 7-1-disk", "provision 7-1-vm", "provision 7-1-fail_vm", "deprovision 7-1-fail_vm"],
+        "ZOS's install order; a failed workload is undone before its reservation is released"
+    );
     let stored = engine.store().get(7, 1).expect("stored");
     let state = |name: &str| stored.workloads.iter().find(|wl| wl.name == name).map(|wl| wl.result.state);
     assert_eq!(
@@ -449,5 +453,72 @@ async fn update_accepted_mid_job_is_not_lost() {
     engine.run_one(&*gate, Timestamp(4)).await.expect("update job");
     let disk = engine.store().current(7, 31, "disk").expect("disk");
     assert_eq!((disk.version, disk.result.state), (1, ResultState::Ok), "the update's own job ran it");
+    assert!(engine.store().check_consistency().expect("check").is_empty());
+}
+
+/// A failed update frees nothing the old resource still uses: a refused grow of a 10 GiB disk leaves the
+/// ledger at 10 GiB and the workload running its old version, recorded `unchanged` (ZOS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_update_keeps_the_old_reservation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let v0 = signed(41, json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}]));
+    let Outcome::Accepted(_) = engine.create(7, v0, Timestamp(1)).expect("create") else { panic!("refused") };
+    engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    let failing = FailUpdates::default();
+    let mut v1 = engine.store().get(7, 41).expect("stored");
+    v1.version = 1;
+    v1.workloads[0].version = 1;
+    v1.workloads[0].data =
+        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(20) });
+    v1.signature_requirement.signatures.clear();
+    v1.sign(7, &key());
+    let Outcome::Accepted(_) = engine.update(7, v1, Timestamp(3)).expect("update") else { panic!("refused") };
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 20 * GIB, "the grow is held while it runs");
+    engine.run_one(&failing, Timestamp(4)).await.expect("update job");
+    let disk = engine.store().current(7, 41, "disk").expect("disk");
+    assert_eq!((disk.version, disk.result.state), (0, ResultState::Ok), "the old version still runs");
+    assert_eq!(disk.capacity().sru.bytes(), 10 * GIB);
+    let log = engine.store().changes(7, 41).expect("log");
+    assert!(log.iter().any(|wl| wl.result.state == ResultState::Unchanged && wl.result.error == "no room to grow"));
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "the old disk's 10 GiB stay held");
+    assert!(engine.store().check_consistency().expect("check").is_empty());
+    drop(engine);
+    assert_eq!(self::engine(dir.path()).ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "and after a restart");
+}
+
+/// Managers whose provision always fails, as a module refusing an update.
+#[derive(Default)]
+struct FailUpdates;
+
+impl Managers for FailUpdates {
+    async fn provision(
+        &self,
+        _: &WorkloadId,
+        _: &Workload,
+        _: Option<&zos_types::ReservationRecord>,
+    ) -> Result<serde_json::Value, String> {
+        Err("no room to grow".into())
+    }
+    async fn deprovision(&self, _: &WorkloadId, _: &Workload) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A first provision that fails and whose cleanup fails too (a deadline expired with the call in flight,
+/// so the resource may exist) keeps its reservation, in `error`: nothing a resource may use is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_provision_keeps_its_reservation_until_cleaned_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = Recorder::default();
+    let dl = signed(51, json!([{"name": "fail_stuck", "type": "zmount", "data": {"size": 3 * GIB}}]));
+    let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(1)).expect("create") else { panic!("refused") };
+    engine.run_one(&managers, Timestamp(2)).await.expect("provision");
+    let disk = engine.store().current(7, 51, "fail_stuck").expect("disk");
+    assert_eq!(disk.result.state, ResultState::Error);
+    assert!(disk.result.error.contains("cleaning up failed"), "{}", disk.result.error);
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 3 * GIB, "still held");
     assert!(engine.store().check_consistency().expect("check").is_empty());
 }
