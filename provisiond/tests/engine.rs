@@ -466,7 +466,7 @@ async fn failed_update_keeps_the_old_reservation() {
     let v0 = signed(41, json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}]));
     let Outcome::Accepted(_) = engine.create(7, v0, Timestamp(1)).expect("create") else { panic!("refused") };
     engine.run_one(&managers, Timestamp(2)).await.expect("provision");
-    let failing = FailUpdates::default();
+    let failing = FailUpdates;
     let mut v1 = engine.store().get(7, 41).expect("stored");
     v1.version = 1;
     v1.workloads[0].version = 1;
@@ -489,7 +489,6 @@ async fn failed_update_keeps_the_old_reservation() {
 }
 
 /// Managers whose provision always fails, as a module refusing an update.
-#[derive(Default)]
 struct FailUpdates;
 
 impl Managers for FailUpdates {
