@@ -97,6 +97,8 @@ pub struct Ledger {
     gpus: Vec<GpuSpec>,
     gpu_holders: Vec<Option<WorkloadId>>,
     reservations: HashMap<WorkloadId, Reservation>,
+    /// How many reservations each deployment (twin, contract) holds: `deployments()` in O(1).
+    deployments: HashMap<(u32, u64), u32>,
 }
 
 impl Ledger {
@@ -118,6 +120,7 @@ impl Ledger {
             gpus: node.gpus.clone(),
             gpu_holders: vec![None; node.gpus.len()],
             reservations: HashMap::new(),
+            deployments: HashMap::new(),
         }
     }
 
@@ -131,7 +134,12 @@ impl Ledger {
         &self.pools
     }
 
-    /// Number of reservations.
+    /// How many deployments hold capacity (at least one of their workloads), in O(1).
+    pub fn deployments(&self) -> usize {
+        self.deployments.len()
+    }
+
+    /// How many workloads hold capacity.
     pub fn len(&self) -> usize {
         self.reservations.len()
     }
@@ -487,6 +495,10 @@ impl Ledger {
     }
 
     fn apply(&mut self, id: &WorkloadId, reservation: &Reservation) {
+        if let Some((twin, contract, _)) = id.parts() {
+            let held = self.deployments.entry((twin, contract)).or_insert(0);
+            *held = held.saturating_add(1);
+        }
         self.used = self.used.saturating_add(&reservation.capacity);
         if let Some((idx, disk)) = reservation.disk {
             self.pools.add(idx, disk);
@@ -502,6 +514,14 @@ impl Ledger {
     }
 
     fn unapply(&mut self, id: &WorkloadId, reservation: &Reservation) {
+        if let Some((twin, contract, _)) = id.parts()
+            && let Some(held) = self.deployments.get_mut(&(twin, contract))
+        {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.deployments.remove(&(twin, contract));
+            }
+        }
         self.used = self.used.saturating_sub(&reservation.capacity);
         if let Some((idx, disk)) = reservation.disk {
             self.pools.remove(idx, disk);

@@ -70,12 +70,16 @@ fn ops_strategy() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op, 1..60)
 }
 
+/// Workloads spread over a few deployments, so that deployments hold several workloads.
 fn id(n: u8) -> WorkloadId {
-    WorkloadId::new(1, u64::from(n), "w")
+    WorkloadId::new(1, u64::from(n % 4), &format!("w{n}"))
 }
 
 fn check_invariants(ledger: &Ledger, node: &NodeSpec, policy: &Policy) -> Result<(), TestCaseError> {
     let usage = ledger.usage();
+    let deployments: std::collections::BTreeSet<(u32, u64)> =
+        ledger.reservations().filter_map(|(id, _)| id.parts().map(|(t, c, _)| (t, c))).collect();
+    prop_assert_eq!(ledger.deployments(), deployments.len(), "the O(1) deployment count is the real one");
     let cpu_limit = ((node.cru as f64) * policy.cpu_overcommit).floor() as u64;
     prop_assert!(usage.used.cru <= cpu_limit, "cpu {} over limit {}", usage.used.cru, cpu_limit);
     prop_assert!(

@@ -87,6 +87,9 @@ pub struct Engine<K> {
     twins: K,
     changes: Mutex<Vec<StateChange>>,
     os_memory: Option<OsMemory>,
+    /// When the newest running workload got its result (ZOS's `last_deployment_timestamp`), kept as
+    /// results are committed so that `GetCounters` reads no store.
+    newest_result: std::sync::atomic::AtomicI64,
 }
 
 /// Reads what the OS uses of the memory now; `None` when it cannot be read (the last value stays).
@@ -109,7 +112,17 @@ impl<K: KeyGetter> Engine<K> {
         for drift in store.check_consistency()? {
             tracing::warn!("store drift: {drift}");
         }
-        Ok(Engine { store, ledger: Mutex::new(ledger), twins, changes: Mutex::new(Vec::new()), os_memory: None })
+        let engine = Engine {
+            store,
+            ledger: Mutex::new(ledger),
+            twins,
+            changes: Mutex::new(Vec::new()),
+            os_memory: None,
+            newest_result: std::sync::atomic::AtomicI64::new(0),
+        };
+        let newest = engine.live_workloads()?.iter().map(|(_, wl, _)| wl.result.created.0).max().unwrap_or(0);
+        engine.newest_result.store(newest, std::sync::atomic::Ordering::Relaxed);
+        Ok(engine)
     }
 
     /// Reads what the OS uses of the memory before every admission (ZOS does), instead of only the
@@ -137,14 +150,23 @@ impl<K: KeyGetter> Engine<K> {
         std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Records committed results for the stream.
+    /// Records committed results for the stream (and the newest running result for the counters).
     fn announce<'a>(&self, twin: u32, contract: u64, workloads: impl IntoIterator<Item = &'a Workload>) {
         let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        changes.extend(workloads.into_iter().map(|wl| StateChange {
-            id: WorkloadId::new(twin, contract, &wl.name).to_string(),
-            state: wl.result.state.to_string(),
-            message: wl.result.error.clone(),
-        }));
+        changes.extend(
+            workloads
+                .into_iter()
+                .inspect(|wl| {
+                    if wl.result.state.is_okay() {
+                        self.newest_result.fetch_max(wl.result.created.0, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+                .map(|wl| StateChange {
+                    id: WorkloadId::new(twin, contract, &wl.name).to_string(),
+                    state: wl.result.state.to_string(),
+                    message: wl.result.error.clone(),
+                }),
+        );
     }
 
     /// Releases what these workloads hold in the ledger (after their release was committed).
@@ -406,18 +428,14 @@ impl<K: KeyGetter> Engine<K> {
     pub fn counters(&self) -> Counters {
         let ledger = self.ledger();
         let usage = ledger.usage();
-        let mut deployments: Vec<(u32, u64)> =
-            ledger.reservations().filter_map(|(id, _)| id.parts().map(|(t, c, _)| (t, c))).collect();
-        deployments.sort_unstable();
-        deployments.dedup();
         Counters {
             total: usage.total,
             used: usage.used.saturating_add(&usage.reserved),
             system: usage.reserved,
             users: UsersCounters {
-                deployments: deployments.len() as u64,
+                deployments: ledger.deployments() as u64,
                 workloads: ledger.len() as u64,
-                last_deployment_timestamp: 0,
+                last_deployment_timestamp: self.newest_result.load(std::sync::atomic::Ordering::Relaxed),
             },
         }
     }

@@ -143,10 +143,7 @@ impl StatisticsModule for Service {
         Ok(self.engine.counters().users.workloads)
     }
     async fn get_counters(&self) -> Result<Counters, RemoteError> {
-        let mut counters = self.engine.counters();
-        let live = blocking(|| self.engine.live_workloads())?;
-        counters.users.last_deployment_timestamp = live.iter().map(|(_, wl, _)| wl.result.created.0).max().unwrap_or(0);
-        Ok(counters)
+        Ok(self.engine.counters())
     }
     async fn list_gpus(&self) -> Result<Vec<GpuUse>, RemoteError> {
         let ledger = self.engine.ledger_snapshot();
