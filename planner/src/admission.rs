@@ -31,6 +31,11 @@ pub struct InvalidWorkload {
     pub message: String,
 }
 
+/// What an admission took, so that it can be taken back: each admitted workload with the reservation
+/// it held before ([`Ledger::undo`]).
+#[derive(Debug, Default)]
+pub struct Undo(Vec<(WorkloadId, Option<Reservation>)>);
+
 /// The verdict on a deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeploymentVerdict {
@@ -45,6 +50,22 @@ pub enum DeploymentVerdict {
     Judged(Vec<WorkloadVerdict>),
 }
 
+/// `Invalid` with each workload's problem, when the deployment does not validate.
+fn invalid(deployment: &Deployment) -> Option<DeploymentVerdict> {
+    let message = deployment.validate().err()?;
+    let workloads = deployment
+        .workloads
+        .iter()
+        .zip(deployment.workload_errors())
+        .map(|(workload, own)| InvalidWorkload {
+            name: workload.name.clone(),
+            kind: workload.kind(),
+            message: own.unwrap_or_else(|| message.clone()),
+        })
+        .collect();
+    Some(DeploymentVerdict::Invalid { message, workloads })
+}
+
 impl Ledger {
     /// Admits a deployment's workloads in ZOS's install order; each admitted one counts for the next.
     /// A workload that depends on a refused one of the same deployment (its disk, volume, qsfs, public
@@ -54,25 +75,64 @@ impl Ledger {
     /// ZOS installs in that order and fails it (reference section 2.4).
     /// Under an atomic policy a single rejection rolls every admission of the deployment back.
     pub fn admit_deployment(&mut self, deployment: &Deployment) -> DeploymentVerdict {
-        if let Err(message) = deployment.validate() {
-            let workloads = deployment
-                .workloads
-                .iter()
-                .zip(deployment.workload_errors())
-                .map(|(workload, own)| InvalidWorkload {
-                    name: workload.name.clone(),
-                    kind: workload.kind(),
-                    message: own.unwrap_or_else(|| message.clone()),
-                })
-                .collect();
-            return DeploymentVerdict::Invalid { message, workloads };
-        }
-        self.admit_deployment_unvalidated(deployment)
+        invalid(deployment).unwrap_or_else(|| self.admit_deployment_unvalidated(deployment))
     }
 
     /// [`Ledger::admit_deployment`] for a deployment the caller has validated already (farm placement
     /// tries one deployment on many nodes and validates it once).
     pub(crate) fn admit_deployment_unvalidated(&mut self, deployment: &Deployment) -> DeploymentVerdict {
+        let (mut verdicts, undo) = self.walk(deployment);
+        let rejected = verdicts.iter().find(|it| !it.verdict.is_admit()).map(|it| it.name.clone());
+        if let (true, Some(rejected)) = (self.policy().atomic, rejected) {
+            self.undo(undo);
+            for verdict in verdicts.iter_mut().filter(|it| it.verdict.is_admit()) {
+                verdict.verdict = Verdict::Reject(Vec::new());
+                verdict.note =
+                    Some(format!("rolled back: the policy is atomic and workload '{rejected}' was rejected"));
+            }
+        }
+        DeploymentVerdict::Judged(verdicts)
+    }
+
+    /// Admits a deployment whole or not at all, whatever the policy: what a node's door does. When every
+    /// workload is admitted the ledger holds them and the [`Undo`] takes them back (a commit that
+    /// fails); otherwise the ledger is as it was and the undo is empty. The cost is that of the
+    /// deployment's workloads, whatever the ledger holds: no copy of the ledger is made.
+    pub fn admit_whole(&mut self, deployment: &Deployment) -> (DeploymentVerdict, Undo) {
+        if let Some(invalid) = invalid(deployment) {
+            return (invalid, Undo::default());
+        }
+        let (verdicts, undo) = self.walk(deployment);
+        if verdicts.iter().all(|it| it.verdict.is_admit()) {
+            (DeploymentVerdict::Judged(verdicts), undo)
+        } else {
+            self.undo(undo);
+            (DeploymentVerdict::Judged(verdicts), Undo::default())
+        }
+    }
+
+    /// `admit`, recording in `undo` what to put back when the caller takes the admission back.
+    pub fn admit_undoable(&mut self, id: &WorkloadId, workload: &Workload, undo: &mut Undo) -> Verdict {
+        let prior = self.reservation(id).cloned();
+        let verdict = self.admit(id, workload);
+        if verdict.is_admit() {
+            undo.0.push((id.clone(), prior));
+        }
+        verdict
+    }
+
+    /// Takes back what `undo` records, newest first: each workload holds again what it held before.
+    pub fn undo(&mut self, undo: Undo) {
+        for (id, prior) in undo.0.into_iter().rev() {
+            self.release(&id);
+            if let Some(prior) = prior {
+                self.restore(&id, prior);
+            }
+        }
+    }
+
+    /// Walks a deployment in install order, admitting what fits (see [`Ledger::admit_deployment`]).
+    fn walk(&mut self, deployment: &Deployment) -> (Vec<WorkloadVerdict>, Undo) {
         let mut verdicts = Vec::with_capacity(deployment.workloads.len());
         let mut admitted: Vec<(WorkloadId, Option<Reservation>)> = Vec::new();
         // Refused workloads of this deployment, with their first shortfall (what a dependent reports).
@@ -110,21 +170,7 @@ impl Ledger {
             }
             verdicts.push(WorkloadVerdict { name: workload.name.clone(), kind: workload.kind(), verdict, note: None });
         }
-        let rejected = verdicts.iter().find(|it| !it.verdict.is_admit()).map(|it| it.name.clone());
-        if let (true, Some(rejected)) = (self.policy().atomic, rejected) {
-            for (id, prior) in admitted.into_iter().rev() {
-                self.release(&id);
-                if let Some(prior) = prior {
-                    self.restore(&id, prior);
-                }
-            }
-            for verdict in verdicts.iter_mut().filter(|it| it.verdict.is_admit()) {
-                verdict.verdict = Verdict::Reject(Vec::new());
-                verdict.note =
-                    Some(format!("rolled back: the policy is atomic and workload '{rejected}' was rejected"));
-            }
-        }
-        DeploymentVerdict::Judged(verdicts)
+        (verdicts, Undo(admitted))
     }
 
     /// Holds the workloads of a deployment that already runs: those whose current state is `ok` or

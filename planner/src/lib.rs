@@ -27,7 +27,7 @@ mod pool;
 pub mod synthetic;
 mod verdict;
 
-pub use admission::{DeploymentVerdict, InvalidWorkload, WorkloadVerdict};
+pub use admission::{DeploymentVerdict, InvalidWorkload, Undo, WorkloadVerdict};
 pub use demand::Demand;
 pub use ledger::{Ledger, Reservation, RestoreError, Usage, default_reserved_mru};
 pub use order::{DependentFailure, dependencies, dependents_of_failed, failed_dependencies};

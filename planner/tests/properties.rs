@@ -137,6 +137,35 @@ proptest! {
         prop_assert_eq!(&from_records, &ledger, "a ledger rebuilt from stored records equals the incremental one");
     }
 
+    /// The door's admission in place: a deployment refused whole changes nothing, and one admitted
+    /// whole is taken back exactly by its undo (a failed commit), whatever the ledger held before.
+    #[test]
+    fn admit_whole_refuses_without_trace_and_undoes_exactly(
+        node in node_strategy(), before_ops in ops_strategy(),
+        workloads in prop::collection::vec(workload_strategy(), 1..6)
+    ) {
+        let policy = Policy::default();
+        let mut ledger = Ledger::new(&node, policy);
+        for op in before_ops {
+            match op {
+                Op::Admit(n, workload) => { ledger.admit(&id(n), &workload); }
+                Op::Release(n) => { ledger.release(&id(n)); }
+            }
+        }
+        let mut workloads = workloads;
+        for (i, workload) in workloads.iter_mut().enumerate() {
+            workload.name = format!("d{i}");
+        }
+        let deployment = zos_types::Deployment { twin_id: 9, contract_id: 9, workloads, ..Default::default() };
+        let before = ledger.clone();
+        let (verdict, undo) = ledger.admit_whole(&deployment);
+        let admitted = matches!(&verdict, zos_planner::DeploymentVerdict::Judged(v) if v.iter().all(|it| it.verdict.is_admit()));
+        if admitted {
+            ledger.undo(undo);
+        }
+        prop_assert_eq!(&ledger, &before, "refused: nothing taken; admitted then undone: exactly as before");
+    }
+
     #[test]
     fn any_bytes_as_scenario_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let text = String::from_utf8_lossy(&bytes);

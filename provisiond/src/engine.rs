@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use zos_cache::{Job, JobId, JobOp, Store, StoreError};
 use zos_interfaces::provision::{Counters, StateChange, UsersCounters};
 use zos_planner::order::{failed_dependencies, install_order, uninstall_order};
-use zos_planner::{DeploymentVerdict, Ledger, WorkloadVerdict};
+use zos_planner::{DeploymentVerdict, Ledger, Undo, WorkloadVerdict};
 use zos_types::scenario::{NodeSpec, Policy};
 use zos_types::{
     Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, Unit, Workload, WorkloadId, WorkloadResult,
@@ -203,9 +203,10 @@ impl<K: KeyGetter> Engine<K> {
                 "expected version to be 0 on deployment creation: invalid version".into(),
             ));
         }
+        // Admission in place, no copy of the ledger: a refusal or a failed commit is taken back.
         let mut ledger = self.deciding_ledger();
-        let mut trial = ledger.clone();
-        let verdicts = match trial.admit_deployment(&deployment) {
+        let (verdict, undo) = ledger.admit_whole(&deployment);
+        let verdicts = match verdict {
             DeploymentVerdict::Judged(verdicts) => verdicts,
             DeploymentVerdict::Invalid { message, .. } => return Err(EngineError::Invalid(message)),
         };
@@ -215,24 +216,32 @@ impl<K: KeyGetter> Engine<K> {
         for workload in &mut deployment.workloads {
             workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
         }
-        let mut txn = self.store.begin();
-        txn.create(&deployment)?;
-        for workload in &deployment.workloads {
-            let id = deployment.workload_id(&workload.name);
-            if let Some(reservation) = trial.reservation(&id) {
-                txn.reserve(twin, deployment.contract_id, &workload.name, &trial.record(reservation));
+        let committed = (|| {
+            let mut txn = self.store.begin();
+            txn.create(&deployment)?;
+            for workload in &deployment.workloads {
+                let id = deployment.workload_id(&workload.name);
+                if let Some(reservation) = ledger.reservation(&id) {
+                    txn.reserve(twin, deployment.contract_id, &workload.name, &ledger.record(reservation));
+                }
+            }
+            let job = txn.enqueue(&Job {
+                op: JobOp::Provision,
+                twin,
+                contract: deployment.contract_id,
+                reason: String::new(),
+                remove: Vec::new(),
+            })?;
+            txn.commit()?;
+            Ok::<_, EngineError>(job)
+        })();
+        match committed {
+            Ok(job) => Ok(Outcome::Accepted(job)),
+            Err(err) => {
+                ledger.undo(undo);
+                Err(err)
             }
         }
-        let job = txn.enqueue(&Job {
-            op: JobOp::Provision,
-            twin,
-            contract: deployment.contract_id,
-            reason: String::new(),
-            remove: Vec::new(),
-        })?;
-        txn.commit()?;
-        *ledger = trial;
-        Ok(Outcome::Accepted(job))
     }
 
     /// Validation, the caller's identity, and the signatures (ZOS's order).
@@ -274,39 +283,48 @@ impl<K: KeyGetter> Engine<K> {
             .map(|idx| &new.workloads[idx])
             .filter(|wl| upgrade.to_add.contains(&wl.name) || upgrade.to_update.contains(&wl.name))
             .collect();
-        let mut trial = ledger.clone();
+        let mut undo = Undo::default();
         let verdicts: Vec<WorkloadVerdict> = changed
             .iter()
             .map(|wl| WorkloadVerdict {
                 name: wl.name.clone(),
                 kind: wl.kind(),
-                verdict: trial.admit(&new.workload_id(&wl.name), wl),
+                verdict: ledger.admit_undoable(&new.workload_id(&wl.name), wl, &mut undo),
                 note: None,
             })
             .collect();
         if verdicts.iter().any(|it| !it.verdict.is_admit()) {
+            ledger.undo(undo);
             return Ok(Outcome::Refused(verdicts));
         }
         let contract = new.contract_id;
-        let mut txn = self.store.begin();
-        txn.update_header(&new)?;
-        for workload in changed {
-            let mut workload = workload.clone();
-            workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
-            if upgrade.to_add.contains(&workload.name) {
-                txn.add_workload(twin, contract, &workload)?;
-            } else {
-                txn.record(twin, contract, &workload)?;
+        let committed = (|| {
+            let mut txn = self.store.begin();
+            txn.update_header(&new)?;
+            for workload in &changed {
+                let mut workload = (*workload).clone();
+                workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
+                if upgrade.to_add.contains(&workload.name) {
+                    txn.add_workload(twin, contract, &workload)?;
+                } else {
+                    txn.record(twin, contract, &workload)?;
+                }
+                if let Some(reservation) = ledger.reservation(&new.workload_id(&workload.name)) {
+                    txn.reserve(twin, contract, &workload.name, &ledger.record(reservation));
+                }
             }
-            if let Some(reservation) = trial.reservation(&new.workload_id(&workload.name)) {
-                txn.reserve(twin, contract, &workload.name, &trial.record(reservation));
+            let job = Job { op: JobOp::Update, twin, contract, reason: String::new(), remove: upgrade.to_remove };
+            let job = txn.enqueue(&job)?;
+            txn.commit()?;
+            Ok::<_, EngineError>(job)
+        })();
+        match committed {
+            Ok(job) => Ok(Outcome::Accepted(job)),
+            Err(err) => {
+                ledger.undo(undo);
+                Err(err)
             }
         }
-        let job = Job { op: JobOp::Update, twin, contract, reason: String::new(), remove: upgrade.to_remove };
-        let job = txn.enqueue(&job)?;
-        txn.commit()?;
-        *ledger = trial;
-        Ok(Outcome::Accepted(job))
     }
 
     /// Boot handling: when `marker` (a file on a tmpfs, gone after a reboot) does not exist, this is the
