@@ -1,0 +1,84 @@
+//! The door as the node fills: `Engine::create` latency (p50, p99) of a 3-workload deployment with
+//! 1 000, 10 000 and 100 000 deployments already stored. The store lives on /dev/shm when it exists, so
+//! that the figures show the engine's CPU cost rather than the disk's fsync. Run:
+//! `cargo bench -p zos-provisiond --bench door` (about a minute; `ZOS_BENCH_MAX=10000` stops earlier).
+
+use serde_json::json;
+use std::time::{Duration, Instant};
+use zos_cache::Store;
+use zos_provisiond::{Engine, Outcome, TwinRegistry};
+use zos_types::scenario::{NodeSpec, Policy};
+use zos_types::{Deployment, SigningKey, Timestamp};
+
+const GIB: u64 = 1 << 30;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[5; 32])
+}
+
+fn deployment(contract: u64) -> Deployment {
+    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": 1, "contract_id": contract,
+    "signature_requirement": {"requests": [{"twin_id": 1, "required": true, "weight": 1}], "weight_required": 1},
+    "workloads": [
+        {"name": "disk", "type": "zmount", "data": {"size": GIB}},
+        {"name": "vol", "type": "volume", "data": {"size": GIB}},
+        {"name": "vm", "type": "zmachine", "data": {"network": {"interfaces": [{"network": "n", "ip": "10.1.1.2"}]},
+            "compute_capacity": {"cpu": 1, "memory": GIB}}}
+    ]}))
+    .expect("deployment");
+    dl.sign(1, &key());
+    dl
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let base = if std::path::Path::new("/dev/shm").is_dir() { Some("/dev/shm") } else { None };
+    let dir = match base {
+        Some(base) => tempfile::tempdir_in(base),
+        None => tempfile::tempdir(),
+    }
+    .expect("tempdir");
+    let node: NodeSpec = serde_json::from_value(json!({"cru": 1u64 << 20, "mru": 1u64 << 60,
+        "pools": [{"name": "ssd0", "kind": "ssd", "size": 1u64 << 60}]}))
+    .expect("node");
+    let engine = Engine::open(
+        Store::open(dir.path().join("store")).expect("store"),
+        &node,
+        Policy::default(),
+        TwinRegistry::from_keys([(1, key().verifying_key().to_bytes())]),
+    )
+    .expect("engine");
+    let max: u64 = std::env::var("ZOS_BENCH_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let deployments: Vec<Deployment> = (1..=max + 1_000).map(deployment).collect();
+    let mut next = deployments.into_iter();
+    let mut stored = 0u64;
+    println!("store on {}", base.unwrap_or("the temporary directory"));
+    println!("{:>10}  {:>10}  {:>10}", "stored", "p50", "p99");
+    let mut first_p50 = None;
+    for level in [1_000u64, 10_000, 100_000].into_iter().filter(|level| *level <= max) {
+        while stored < level {
+            let dl = next.next().expect("deployment");
+            let Ok(Outcome::Accepted(_)) = engine.create(1, dl, Timestamp(1)) else { panic!("refused") };
+            stored += 1;
+        }
+        let mut times = Vec::with_capacity(500);
+        for _ in 0..500 {
+            let dl = next.next().expect("deployment");
+            let started = Instant::now();
+            let Ok(Outcome::Accepted(_)) = engine.create(1, dl, Timestamp(1)) else { panic!("refused") };
+            times.push(started.elapsed());
+            stored += 1;
+        }
+        times.sort();
+        let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+        let ratio = first_p50.map_or(String::new(), |first: Duration| {
+            format!("  ({:.2}x the 1 000 figure)", p50.as_secs_f64() / first.as_secs_f64())
+        });
+        first_p50.get_or_insert(p50);
+        println!("{level:>10}  {:>10.3?}  {:>10.3?}{ratio}", p50, p99);
+    }
+}
