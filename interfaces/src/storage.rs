@@ -110,6 +110,9 @@ zos_zbus::interface! {
         "BrokenDevices" => fn broken_devices() -> Vec<BrokenDevice>;
         /// Creates a volume (idempotent by name: an existing one is returned as is).
         "VolumeCreate" => fn volume_create(name: String, size: u64) -> Volume;
+        /// Creates a volume on the pool the ledger chose; refused (`not_found`, `not_enough_space`,
+        /// `conflict`) rather than placed elsewhere.
+        "VolumeCreateOn" => fn volume_create_on(name: String, size: u64, pool: String) -> Volume;
         /// Changes a volume's quota.
         "VolumeUpdate" => fn volume_update(name: String, size: u64) -> ();
         /// A volume by name.
@@ -122,6 +125,8 @@ zos_zbus::interface! {
         "VolumeList" => fn volume_list() -> Vec<Volume>;
         /// Creates a fully allocated NOCOW vdisk.
         "DiskCreate" => fn disk_create(name: String, size: u64) -> VDisk;
+        /// Creates a vdisk on the pool the ledger chose; refused rather than placed elsewhere.
+        "DiskCreateOn" => fn disk_create_on(name: String, size: u64, pool: String) -> VDisk;
         /// Grows a vdisk.
         "DiskResize" => fn disk_resize(name: String, size: u64) -> VDisk;
         /// Writes a raw image into an empty vdisk.
@@ -140,6 +145,8 @@ zos_zbus::interface! {
         "Devices" => fn devices() -> Vec<Device>;
         /// Takes a fresh HDD for a zdb container (one per disk).
         "DeviceAllocate" => fn device_allocate(min: u64) -> Device;
+        /// Takes the HDD pool the ledger chose for a zdb container; refused rather than another one.
+        "DeviceAllocateOn" => fn device_allocate_on(pool: String, min: u64) -> Device;
         /// A zdb device by pool name.
         "DeviceLookup" => fn device_lookup(name: String) -> Device;
         /// Gives a zdb device back: its container and data go, the HDD is free again (idempotent).

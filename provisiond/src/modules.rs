@@ -152,6 +152,8 @@ impl Managers for ModuleManagers {
         reservation: Option<&ReservationRecord>,
     ) -> Result<Value, String> {
         let name = id.to_string();
+        // One placement decision per disk: the ledger's. storaged honours it or refuses.
+        let planned = reservation.and_then(|r| r.disk.as_ref()).map(|(pool, _)| pool.clone());
         match &workload.data {
             WorkloadData::ZMount(disk) => {
                 match self.storage.disk_lookup(name.clone()).await {
@@ -159,25 +161,33 @@ impl Managers for ModuleManagers {
                     Ok(_) => {
                         self.storage.disk_resize(name.clone(), disk.size.bytes()).await.map_err(text)?;
                     }
-                    Err(_) => {
-                        self.storage.disk_create(name.clone(), disk.size.bytes()).await.map_err(text)?;
-                    }
+                    Err(_) => match planned {
+                        Some(pool) => {
+                            self.storage.disk_create_on(name.clone(), disk.size.bytes(), pool).await.map_err(text)?;
+                        }
+                        None => {
+                            self.storage.disk_create(name.clone(), disk.size.bytes()).await.map_err(text)?;
+                        }
+                    },
                 }
                 Ok(json!({"volume_id": name}))
             }
             WorkloadData::Volume(volume) => {
-                let created = self.storage.volume_create(name.clone(), volume.size.bytes()).await.map_err(text)?;
+                let created = match planned {
+                    Some(pool) => self.storage.volume_create_on(name.clone(), volume.size.bytes(), pool).await,
+                    None => self.storage.volume_create(name.clone(), volume.size.bytes()).await,
+                }
+                .map_err(text)?;
                 if created.usage.size != volume.size.bytes() {
                     self.storage.volume_update(name.clone(), volume.size.bytes()).await.map_err(text)?;
                 }
                 Ok(json!({"id": name}))
             }
             WorkloadData::Zdb(zdb) => {
-                let planned = reservation.and_then(|r| r.disk.as_ref()).map(|(pool, _)| pool.clone());
                 let device = match planned {
-                    Some(pool) => match self.storage.device_lookup(pool).await {
+                    Some(pool) => match self.storage.device_lookup(pool.clone()).await {
                         Ok(device) => device,
-                        Err(_) => self.storage.device_allocate(zdb.size.bytes()).await.map_err(text)?,
+                        Err(_) => self.storage.device_allocate_on(pool, zdb.size.bytes()).await.map_err(text)?,
                     },
                     None => self.storage.device_allocate(zdb.size.bytes()).await.map_err(text)?,
                 };

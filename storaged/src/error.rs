@@ -14,6 +14,9 @@ pub enum StorageError {
     /// No pool of that kind has room.
     #[error("not enough space left in pools of this type {0}")]
     NotEnoughSpace(&'static str),
+    /// It exists, but not as asked (on another pool than the one named).
+    #[error("{0}")]
+    Conflict(String),
     /// Bad input (a name with `/` or `..`, a size of 0, a shrink).
     #[error("invalid: {0}")]
     Invalid(String),
@@ -38,6 +41,7 @@ impl StorageError {
             StorageError::Exists(_) => code::EXISTS,
             StorageError::NotEnoughSpace(_) => code::NOT_ENOUGH_SPACE,
             StorageError::Invalid(_) => code::INVALID,
+            StorageError::Conflict(_) => code::CONFLICT,
             StorageError::Command { .. } | StorageError::Io(_) => code::INTERNAL,
         };
         RemoteError::new(code, self.to_string())

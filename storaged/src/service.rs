@@ -83,6 +83,18 @@ impl StorageModule for Storage {
     async fn device_allocate(&self, min: u64) -> Result<Device, RemoteError> {
         blocking(|| Storage::device_allocate(self, min))
     }
+    async fn volume_create_on(&self, name: String, size: u64, pool: String) -> Result<Volume, RemoteError> {
+        blocking(|| Storage::volume_create_on(self, &name, size, &pool))
+    }
+
+    async fn disk_create_on(&self, name: String, size: u64, pool: String) -> Result<VDisk, RemoteError> {
+        blocking(|| Storage::disk_create_on(self, &name, size, &pool))
+    }
+
+    async fn device_allocate_on(&self, pool: String, min: u64) -> Result<Device, RemoteError> {
+        blocking(|| Storage::device_allocate_on(self, &pool, min))
+    }
+
     async fn device_release(&self, name: String) -> Result<(), RemoteError> {
         blocking(|| Storage::device_release(self, &name))
     }

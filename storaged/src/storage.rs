@@ -239,13 +239,24 @@ impl Storage {
         Ok(Pools::new(&specs))
     }
 
-    fn place(pools: &[Pool], role: DiskRole, size: u64) -> Result<Pool, StorageError> {
+    /// The pool for a new disk: the one the caller names (the ledger's choice, which must then fit
+    /// there), or else the one storaged's placement rules choose. One placement decision per disk: a
+    /// named pool that cannot take it is refused, never silently replaced by another.
+    fn place(pools: &[Pool], role: DiskRole, size: u64, named: Option<&str>) -> Result<Pool, StorageError> {
         let planned = Self::planner_pools(pools)?;
         let kind = zos_planner::kind_of(role);
-        planned
-            .place(DiskDemand { role, size: Unit(size) }, None)
-            .and_then(|idx| pools.get(idx).cloned())
-            .ok_or(StorageError::NotEnoughSpace(kind_name(kind)))
+        let demand = DiskDemand { role, size: Unit(size) };
+        match named {
+            None => planned.place(demand, None).and_then(|idx| pools.get(idx).cloned()),
+            Some(name) => {
+                let idx = pools
+                    .iter()
+                    .position(|pool| pool.name == name)
+                    .ok_or_else(|| StorageError::NotFound(format!("pool '{name}'")))?;
+                planned.place(demand, Some(idx)).filter(|placed| *placed == idx).and_then(|idx| pools.get(idx).cloned())
+            }
+        }
+        .ok_or(StorageError::NotEnoughSpace(kind_name(kind)))
     }
 
     fn volume_of(pool: &Pool, name: &str) -> Result<Volume, StorageError> {
@@ -275,12 +286,29 @@ impl Storage {
     /// ZOS's `VolumeCreate`: an existing volume of that name is returned as is; otherwise a subvolume
     /// on the pool the placement rules choose, limited to `size` (0: unlimited).
     pub fn volume_create(&self, name: &str, size: u64) -> Result<Volume, StorageError> {
+        self.create_volume(name, size, None)
+    }
+
+    /// `VolumeCreate` on the pool the ledger chose: honoured, or refused with a coded error
+    /// (`not_found` for an unknown pool, `not_enough_space`, `conflict` when the volume exists on another
+    /// pool).
+    pub fn volume_create_on(&self, name: &str, size: u64, pool: &str) -> Result<Volume, StorageError> {
+        self.create_volume(name, size, Some(pool))
+    }
+
+    fn create_volume(&self, name: &str, size: u64, named: Option<&str>) -> Result<Volume, StorageError> {
         Self::user_volume_name(name)?;
         let state = self.lock();
         if let Some(pool) = Self::find_volume(&state.pools, name) {
+            if let Some(named) = named.filter(|named| *named != pool.name) {
+                return Err(StorageError::Conflict(format!(
+                    "volume '{name}' is on pool '{}', not '{named}'",
+                    pool.name
+                )));
+            }
             return Self::volume_of(&pool, name);
         }
-        let pool = Self::place(&state.pools, DiskRole::Volume, size)?;
+        let pool = Self::place(&state.pools, DiskRole::Volume, size, named)?;
         let path = pool.subvolume(name);
         btrfs::subvolume_create(&path)?;
         if let Err(err) = btrfs::qgroup_limit(&path, size) {
@@ -347,6 +375,15 @@ impl Storage {
 
     /// Creates a vdisk: a NOCOW file, fully allocated, in a `vdisks` subvolume (pools that have one first).
     pub fn disk_create(&self, name: &str, size: u64) -> Result<VDisk, StorageError> {
+        self.create_disk(name, size, None)
+    }
+
+    /// `DiskCreate` on the pool the ledger chose: honoured, or refused with a coded error.
+    pub fn disk_create_on(&self, name: &str, size: u64, pool: &str) -> Result<VDisk, StorageError> {
+        self.create_disk(name, size, Some(pool))
+    }
+
+    fn create_disk(&self, name: &str, size: u64, named: Option<&str>) -> Result<VDisk, StorageError> {
         validate_name(name)?;
         if size == 0 {
             return Err(StorageError::Invalid("invalid size".into()));
@@ -355,7 +392,7 @@ impl Storage {
         if Self::find_disk(&state.pools, name).is_some() {
             return Err(StorageError::Exists(format!("disk '{name}'")));
         }
-        let pool = Self::place(&state.pools, DiskRole::Vdisk, size)?;
+        let pool = Self::place(&state.pools, DiskRole::Vdisk, size, named)?;
         let dir = pool.subvolume(VDISKS);
         if !btrfs::is_subvolume(&dir) {
             btrfs::subvolume_create(&dir)?;
@@ -491,12 +528,35 @@ impl Storage {
 
     /// ZOS's `DeviceAllocate`: a fresh HDD (no zdb container yet) that can take `min`.
     pub fn device_allocate(&self, min: u64) -> Result<Device, StorageError> {
+        self.allocate_device(min, None)
+    }
+
+    /// `DeviceAllocate` on the HDD pool the ledger chose: honoured (it is an HDD without a zdb
+    /// container and big enough), or refused with a coded error.
+    pub fn device_allocate_on(&self, pool: &str, min: u64) -> Result<Device, StorageError> {
+        self.allocate_device(min, Some(pool))
+    }
+
+    fn allocate_device(&self, min: u64, named: Option<&str>) -> Result<Device, StorageError> {
         let state = self.lock();
-        let planned = Self::planner_pools(&state.pools)?;
-        let pool = planned
-            .fresh_zdb_device(Unit(min))
-            .and_then(|idx| state.pools.get(idx).cloned())
-            .ok_or(StorageError::NotEnoughSpace("hdd"))?;
+        let pool = match named {
+            None => {
+                let planned = Self::planner_pools(&state.pools)?;
+                planned.fresh_zdb_device(Unit(min)).and_then(|idx| state.pools.get(idx).cloned())
+            }
+            Some(name) => {
+                let pool = state
+                    .pools
+                    .iter()
+                    .find(|pool| pool.name == name)
+                    .ok_or_else(|| StorageError::NotFound(format!("pool '{name}'")))?;
+                if pool.has(ZDB) {
+                    return Err(StorageError::Conflict(format!("pool '{name}' already holds a zdb device")));
+                }
+                (pool.kind == PoolKind::Hdd && pool.size.0 >= min).then(|| pool.clone())
+            }
+        }
+        .ok_or(StorageError::NotEnoughSpace("hdd"))?;
         let path = pool.subvolume(ZDB);
         btrfs::subvolume_create(&path)?;
         std::fs::write(path.join(ZDB_SIZE_FILE), min.to_string())?;
@@ -574,7 +634,7 @@ impl Storage {
             let state = self.lock();
             match Self::find_volume(&state.pools, CACHE) {
                 Some(pool) => Self::volume_of(&pool, CACHE),
-                None => Self::place(&state.pools, DiskRole::Volume, CACHE_STEP.0).and_then(|pool| {
+                None => Self::place(&state.pools, DiskRole::Volume, CACHE_STEP.0, None).and_then(|pool| {
                     btrfs::subvolume_create(&pool.subvolume(CACHE))?;
                     btrfs::qgroup_limit(&pool.subvolume(CACHE), CACHE_STEP.0)?;
                     Self::volume_of(&pool, CACHE)

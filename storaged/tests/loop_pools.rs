@@ -103,6 +103,22 @@ async fn storaged_on_loop_devices() {
     storage.volume_update("1-1-vol".into(), 256 * MIB).await.expect("grow the quota");
     assert_eq!(storage.volume_lookup("1-1-vol".into()).await.expect("lookup").usage.size, 256 * MIB);
 
+    // One placement: a volume or vdisk on the pool the ledger chose lands there, or is refused.
+    let other =
+        metrics.iter().find(|m| m.kind == "ssd" && !volume.path.contains(&m.name)).expect("other ssd").name.clone();
+    let placed = storage.volume_create_on("1-2-vol".into(), 32 * MIB, other.clone()).await.expect("on the named pool");
+    assert!(placed.path.contains(&other), "{} is not on {other}", placed.path);
+    let err = storage.volume_create_on("1-2-vol".into(), 32 * MIB, "zos-elsewhere".into()).await.expect_err("moved");
+    assert_eq!(err.code(), Some("conflict"), "{err}");
+    let err = storage.disk_create_on("1-2-disk".into(), 32 * MIB, "zos-nosuchpool".into()).await.expect_err("no pool");
+    assert_eq!(err.code(), Some("not_found"));
+    let err = storage.disk_create_on("1-2-disk".into(), 40 * GIB, other.clone()).await.expect_err("too big there");
+    assert_eq!(err.code(), Some("not_enough_space"));
+    let disk = storage.disk_create_on("1-2-disk".into(), 32 * MIB, other.clone()).await.expect("vdisk on the pool");
+    assert!(disk.path.contains(&other));
+    storage.disk_delete("1-2-disk".into()).await.expect("delete");
+    storage.volume_delete("1-2-vol".into()).await.expect("delete");
+
     // A full pool: not_enough_space, naming the kind.
     let err = storage.volume_create("huge".into(), 100 * GIB).await.expect_err("too big");
     assert_eq!(err.code(), Some("not_enough_space"));
