@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use zos_types::{
     Deployment, ReservationRecord, ResultState, SignatureRequirement, Timestamp, Workload, WorkloadId, WorkloadResult,
     validate_name,
@@ -189,6 +189,17 @@ pub struct Store {
     data_file: File,
     writer: Mutex<()>,
     poisoned: AtomicBool,
+    /// Transactions applied so far (visible to reads, durable or not), in order.
+    applied: AtomicU64,
+    /// Group commit: how far durability reached, and whether a sync is running.
+    durability: Mutex<Durability>,
+    synced: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Durability {
+    durable: u64,
+    syncing: bool,
 }
 
 impl Drop for Store {
@@ -232,7 +243,17 @@ impl Store {
         restrict(&path)?;
         let tree = db.open_tree("zos")?;
         let data_file = File::open(path.join("db"))?;
-        let store = Store { path, db, tree, data_file, writer: Mutex::new(()), poisoned: AtomicBool::new(false) };
+        let store = Store {
+            path,
+            db,
+            tree,
+            data_file,
+            writer: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+            applied: AtomicU64::new(0),
+            durability: Mutex::new(Durability::default()),
+            synced: Condvar::new(),
+        };
         match store.tree.get(key::meta(SCHEMA))? {
             Some(found) => {
                 let found = String::from_utf8_lossy(&found).into_owned();
@@ -272,6 +293,46 @@ impl Store {
         self.db.flush()?;
         self.data_file.sync_data()?;
         Ok(())
+    }
+
+    /// Waits until transaction `seq` (and everything applied before it) is durable. Group commit: the
+    /// first waiter syncs everything applied so far with one flush and one fdatasync while later ones
+    /// wait for it, so the transactions applied while a sync runs share the next one.
+    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut state = self.durability.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.poisoned.load(Ordering::SeqCst) {
+                return Err(StoreError::Poisoned);
+            }
+            if state.durable >= seq {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self.synced.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            let target = self.applied.load(Ordering::SeqCst);
+            drop(state);
+            let synced = self.sync();
+            state = self.durability.lock().unwrap_or_else(|p| p.into_inner());
+            state.syncing = false;
+            match synced {
+                Ok(()) => state.durable = state.durable.max(target),
+                Err(err) => {
+                    self.poisoned.store(true, Ordering::SeqCst);
+                    self.synced.notify_all();
+                    return Err(err);
+                }
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// Makes everything applied so far durable (a reader that must act only on durable state, such as
+    /// the job loop, calls it first); free when nothing is pending.
+    pub fn sync_applied(&self) -> Result<(), StoreError> {
+        self.wait_durable(self.applied.load(Ordering::SeqCst))
     }
 
     /// Starts an atomic, durable change. Only one runs at a time; reads outside it see committed state.
@@ -409,7 +470,7 @@ pub struct Txn<'a> {
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-impl Txn<'_> {
+impl<'a> Txn<'a> {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.pending.get(key) {
             Some(staged) => Ok(staged.clone()),
@@ -645,15 +706,26 @@ impl Txn<'_> {
     /// On an engine or I/O error (disk full, ...) the store is poisoned: this and every later commit
     /// fail with [`StoreError::Poisoned`] until the store is reopened (the daemon exits and its
     /// supervisor restarts it); after reopening, the state is what the last successful commit left.
-    pub fn commit(mut self) -> Result<(), StoreError> {
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.commit_deferred()?.wait()
+    }
+
+    /// Applies the change (atomically; reads see it at once) and releases the writer, but leaves the
+    /// wait for durability to the caller ([`Pending::wait`]): a caller that holds a lock of its own can
+    /// release it before the fsync, so that decisions made meanwhile share it (group commit). Nothing
+    /// may be reported to a user before `wait` returns `Ok`.
+    pub fn commit_deferred(mut self) -> Result<Pending<'a>, StoreError> {
         if self.store.poisoned.load(Ordering::SeqCst) {
             return Err(StoreError::Poisoned);
         }
-        let result = self.apply();
-        if result.is_err() {
-            self.store.poisoned.store(true, Ordering::SeqCst);
+        let store = self.store;
+        match self.apply() {
+            Ok(()) => Ok(Pending { store, seq: store.applied.fetch_add(1, Ordering::SeqCst).saturating_add(1) }),
+            Err(err) => {
+                store.poisoned.store(true, Ordering::SeqCst);
+                Err(err)
+            }
         }
-        result
     }
 
     fn apply(&mut self) -> Result<(), StoreError> {
@@ -667,6 +739,20 @@ impl Txn<'_> {
             }
         }
         self.store.tree.apply_batch(batch)?;
-        self.store.sync()
+        Ok(())
+    }
+}
+
+/// A change applied but maybe not durable yet: [`Pending::wait`] returns once it is.
+#[must_use = "a commit is durable only once `wait` returned Ok"]
+pub struct Pending<'a> {
+    store: &'a Store,
+    seq: u64,
+}
+
+impl Pending<'_> {
+    /// Waits until the change is durable (sharing the fsync with the changes applied meanwhile).
+    pub fn wait(self) -> Result<(), StoreError> {
+        self.store.wait_durable(self.seq)
     }
 }

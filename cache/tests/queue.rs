@@ -89,3 +89,35 @@ fn ack_of_unknown_job_is_an_error() {
     let mut txn = store.begin();
     assert!(matches!(txn.ack(zos_cache::JobId(42)), Err(zos_cache::StoreError::JobNotExists(42))));
 }
+
+/// Group commit: commits from many threads at once are each durable when they return, and all of
+/// them are there after a reopen, the store consistent.
+#[test]
+fn concurrent_commits_are_all_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    {
+        let store = Store::open(&path).expect("open");
+        std::thread::scope(|scope| {
+            for thread in 0..8u64 {
+                let store = &store;
+                scope.spawn(move || {
+                    for i in 0..25u64 {
+                        let mut txn = store.begin();
+                        txn.enqueue(&Job {
+                            op: JobOp::Provision,
+                            twin: 1,
+                            contract: thread * 100 + i,
+                            reason: String::new(),
+                            remove: Vec::new(),
+                        })
+                        .expect("enqueue");
+                        txn.commit().expect("commit");
+                    }
+                });
+            }
+        });
+    }
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.jobs().expect("jobs").len(), 200, "every acknowledged commit survived");
+}

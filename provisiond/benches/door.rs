@@ -1,6 +1,8 @@
 //! The door as the node fills: `Engine::create` latency (p50, p99) of a 3-workload deployment with
-//! 1 000, 10 000 and 100 000 deployments already stored. The store lives on /dev/shm when it exists, so
-//! that the figures show the engine's CPU cost rather than the disk's fsync. Run:
+//! 1 000, 10 000 and 100 000 deployments already stored, the store on /dev/shm when it exists (the
+//! engine's CPU cost rather than the disk's fsync); then durable admissions per second in-process with
+//! 1, 8 and 64 concurrent clients, the store on the temporary directory's disk (group commit: the
+//! decisions made while an fsync runs share the next one). Run:
 //! `cargo bench -p zos-provisiond --bench door` (about a minute; `ZOS_BENCH_MAX=10000` stops earlier).
 
 use serde_json::json;
@@ -35,6 +37,40 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+fn open(dir: &std::path::Path) -> Engine<TwinRegistry> {
+    let node: NodeSpec = serde_json::from_value(json!({"cru": 1u64 << 20, "mru": 1u64 << 60,
+        "pools": [{"name": "ssd0", "kind": "ssd", "size": 1u64 << 60}]}))
+    .expect("node");
+    Engine::open(
+        Store::open(dir.join("store")).expect("store"),
+        &node,
+        Policy::default(),
+        TwinRegistry::from_keys([(1, key().verifying_key().to_bytes())]),
+    )
+    .expect("engine")
+}
+
+/// Durable admissions per second with `clients` threads creating `total` deployments between them.
+fn throughput(clients: u64, total: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let per_client = total / clients;
+    let batches: Vec<Vec<Deployment>> =
+        (0..clients).map(|client| (0..per_client).map(|i| deployment(1 + client * per_client + i)).collect()).collect();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for batch in batches {
+            let engine = &engine;
+            scope.spawn(move || {
+                for dl in batch {
+                    let Ok(Outcome::Accepted(_)) = engine.create(1, dl, Timestamp(1)) else { panic!("refused") };
+                }
+            });
+        }
+    });
+    (per_client * clients) as f64 / started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let base = if std::path::Path::new("/dev/shm").is_dir() { Some("/dev/shm") } else { None };
     let dir = match base {
@@ -42,16 +78,7 @@ fn main() {
         None => tempfile::tempdir(),
     }
     .expect("tempdir");
-    let node: NodeSpec = serde_json::from_value(json!({"cru": 1u64 << 20, "mru": 1u64 << 60,
-        "pools": [{"name": "ssd0", "kind": "ssd", "size": 1u64 << 60}]}))
-    .expect("node");
-    let engine = Engine::open(
-        Store::open(dir.path().join("store")).expect("store"),
-        &node,
-        Policy::default(),
-        TwinRegistry::from_keys([(1, key().verifying_key().to_bytes())]),
-    )
-    .expect("engine");
+    let engine = open(dir.path());
     let max: u64 = std::env::var("ZOS_BENCH_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let deployments: Vec<Deployment> = (1..=max + 1_000).map(deployment).collect();
     let mut next = deployments.into_iter();
@@ -80,5 +107,9 @@ fn main() {
         });
         first_p50.get_or_insert(p50);
         println!("{level:>10}  {:>10.3?}  {:>10.3?}{ratio}", p50, p99);
+    }
+    println!("\ndurable admissions per second, in-process, store on {}", std::env::temp_dir().display());
+    for clients in [1u64, 8, 64] {
+        println!("{clients:>4} clients: {:>8.0} per second", throughput(clients, 3_200));
     }
 }

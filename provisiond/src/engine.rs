@@ -232,11 +232,16 @@ impl<K: KeyGetter> Engine<K> {
                 reason: String::new(),
                 remove: Vec::new(),
             })?;
-            txn.commit()?;
-            Ok::<_, EngineError>(job)
+            Ok::<_, EngineError>((job, txn.commit_deferred()?))
         })();
         match committed {
-            Ok(job) => Ok(Outcome::Accepted(job)),
+            // Group commit: the decision is made and applied; the fsync is shared with the decisions
+            // made while it runs, and the caller hears "accepted" only once it is durable.
+            Ok((job, pending)) => {
+                drop(ledger);
+                pending.wait()?;
+                Ok(Outcome::Accepted(job))
+            }
             Err(err) => {
                 ledger.undo(undo);
                 Err(err)
@@ -315,11 +320,14 @@ impl<K: KeyGetter> Engine<K> {
             }
             let job = Job { op: JobOp::Update, twin, contract, reason: String::new(), remove: upgrade.to_remove };
             let job = txn.enqueue(&job)?;
-            txn.commit()?;
-            Ok::<_, EngineError>(job)
+            Ok::<_, EngineError>((job, txn.commit_deferred()?))
         })();
         match committed {
-            Ok(job) => Ok(Outcome::Accepted(job)),
+            Ok((job, pending)) => {
+                drop(ledger);
+                pending.wait()?;
+                Ok(Outcome::Accepted(job))
+            }
             Err(err) => {
                 ledger.undo(undo);
                 Err(err)
@@ -461,6 +469,9 @@ impl<K: KeyGetter> Engine<K> {
     /// Runs the oldest job, if any; its results and its acknowledgement commit together (at least once:
     /// after a crash the job runs again, and managers are idempotent). Returns whether a job ran.
     pub async fn run_one(&self, managers: &impl Managers, now: Timestamp) -> Result<bool, EngineError> {
+        // Only durable work is run: a job whose admission is still waiting for its fsync could vanish
+        // in a crash after its module calls were made.
+        self.store.sync_applied()?;
         let Some((job_id, job)) = self.store.peek_job()? else { return Ok(false) };
         let deployment = match self.store.get(job.twin, job.contract) {
             Ok(deployment) => deployment,
@@ -633,8 +644,9 @@ impl<K: KeyGetter> Engine<K> {
             recorded.push(workload);
         }
         txn.ack(job_id)?;
-        txn.commit()?;
+        let pending = txn.commit_deferred()?;
         drop(serialized);
+        pending.wait()?;
         self.announce(twin, contract, &recorded);
         self.release_all(released);
         Ok(())
@@ -684,8 +696,9 @@ impl<K: KeyGetter> Engine<K> {
             }
         }
         txn.ack(job_id)?;
-        txn.commit()?;
+        let pending = txn.commit_deferred()?;
         drop(serialized);
+        pending.wait()?;
         self.announce(twin, contract, &recorded);
         Ok(())
     }
