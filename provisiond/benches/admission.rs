@@ -1,4 +1,4 @@
-//! Deployments admitted per second through the API (admission + durable store) with 1 and 8 concurrent
+//! Deployments admitted per second through the API (admission + durable store) with 1, 8, 16 and 64 concurrent
 //! clients, and the time provisiond's engine takes to open with 10 thousand active workloads.
 //! Starts its own redis-server. Run: `cargo bench -p zos-provisiond --bench admission`.
 
@@ -56,7 +56,7 @@ async fn main() {
     let redis = LocalRedis::start(dir.path()).expect("redis-server");
     let client = Client::connect(&redis.url()).await.expect("client");
     let engine = Arc::new(open_engine(dir.path()));
-    let mut server = Server::new("provision", redis.url(), 8);
+    let mut server = Server::new("provision", redis.url(), 64);
     server.register(ProvisionServer(Arc::new(Service {
         engine: engine.clone(),
         modules: ModuleManagers::new(client.clone()),
@@ -65,8 +65,8 @@ async fn main() {
     let provision = ProvisionClient::new(client, "provision");
     let mut next = 1u64;
     println!("clients | deployments | admitted/s (3 workloads each, durable)");
-    for clients in [1usize, 8] {
-        let per_client = 400 / clients;
+    for clients in [1usize, 8, 16, 64] {
+        let per_client = 1_600 / clients;
         let batches: Vec<Vec<Deployment>> = (0..clients)
             .map(|_| {
                 (0..per_client)

@@ -237,7 +237,8 @@ async fn main() -> Exit {
             }
         })
     };
-    let mut server = Server::new("provision", config.redis.clone(), 4);
+    // 16 workers: admissions made while an fsync runs share the next one (group commit).
+    let mut server = Server::new("provision", config.redis.clone(), 16);
     server.register(ProvisionServer(service.clone()));
     server.register(StatisticsServer(service));
     let mut poisoned = false;
