@@ -125,6 +125,7 @@ fn crate_boundaries_hold() {
         ),
         ("zos-storaged", [&["zos-cache", "sled"][..], DAEMONS].concat(), "storaged owns disks, not the store"),
         ("zos-networkd", [&["zos-cache", "sled"][..], DAEMONS].concat(), "networkd talks to others over zbus"),
+        ("zos-flistd", [&["zos-cache", "sled"][..], DAEMONS].concat(), "flistd talks to others over zbus"),
         ("zos-provisiond", DAEMONS.to_vec(), "provisiond uses the modules only through their interfaces"),
         ("zos-plan", ["zos-storaged", "zos-networkd"].to_vec(), "zos-plan runs the planner, not the daemons"),
     ];

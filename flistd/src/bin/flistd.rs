@@ -1,0 +1,81 @@
+//! `flistd`: the operator's commands over rfs `.fl` flists. `flistd pack SRC_DIR --store URL -o
+//! IMAGE.fl` builds an `.fl` in rfs's format (blocks written to the store, the route recorded);
+//! `flistd unpack IMAGE.fl DEST_DIR` extracts one, every block verified. The FUSE mount
+//! (`flistd mount`) and the daemon are not here yet.
+//!
+//! Exit codes: 0 done, 1 the image or the store failed, 2 bad arguments.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use zos_flistd::meta::Reader;
+use zos_flistd::store::{DirPolicy, DirStore, Router};
+
+#[derive(Parser)]
+#[command(name = "flistd", version, about = "ZOS images: rfs .fl flists")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an .fl from a directory tree.
+    Pack {
+        /// The tree to pack.
+        src: PathBuf,
+        /// Where the blocks go: dir://PATH.
+        #[arg(long)]
+        store: String,
+        /// The .fl to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Extract an .fl into a new directory, every block fetched from its routes and verified.
+    Unpack {
+        /// The .fl.
+        image: PathBuf,
+        /// The directory to create.
+        dest: PathBuf,
+        /// Create device nodes too (a VM's root filesystem).
+        #[arg(long)]
+        devices: bool,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Pack { src, store, output } => {
+            let Some(path) = store.strip_prefix("dir://") else {
+                anyhow::bail!("store {store}: only dir:// stores are supported yet");
+            };
+            zos_flistd::pack::pack(&src, &DirStore::new(path), &output)
+                .with_context(|| format!("packing {} into {}", src.display(), output.display()))
+        }
+        Command::Unpack { image, dest, devices } => {
+            let reader = Reader::open(&image).with_context(|| format!("opening {}", image.display()))?;
+            // The operator's own command: any dir:// route is followed.
+            let router = Router::new(reader.routes()?, &DirPolicy::Any)?;
+            zos_flistd::unpack::unpack(&reader, &router, &dest, zos_flistd::unpack::Options { devices })
+                .with_context(|| format!("extracting {} into {}", image.display(), dest.display()))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("flistd: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

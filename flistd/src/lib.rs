@@ -1,0 +1,24 @@
+//! flistd's image format: rfs `.fl` flists, read, verified and packed with this project's own code, so
+//! that an image made by ZOS's tools works here unchanged (threefoldtech/rfs v2.0.6).
+//!
+//! An `.fl` is an SQLite database ([`meta`]): the tree (`inode`, `extra` for symlink targets), each
+//! file's blocks in order (`block`), tags and the routes to the block stores. Content is cut into chunks
+//! of at most 512 KiB ([`block`]): `key = blake2b-256(plain)`, the chunk snappy-compressed, then
+//! AES-256-GCM encrypted with `key` and nonce `key[..12]`, `id = blake2b-256(cipher)`; a store
+//! ([`store`]) maps `id` to the ciphertext. Reading a block verifies it (a block whose plaintext does not
+//! hash to its key is an error, never wrong bytes); older flists keyed blocks with sha256 and are read
+//! too. [`pack`] builds an `.fl` from a directory tree; [`unpack`] extracts one into a tree (the
+//! fallback where FUSE is not available), refusing unsafe archives.
+//!
+//! Not here yet: the FUSE mount, the HTTP and zdb stores, the block cache and the daemon.
+
+#![warn(missing_docs)]
+
+pub mod block;
+mod error;
+pub mod meta;
+pub mod pack;
+pub mod store;
+pub mod unpack;
+
+pub use error::FlistError;
