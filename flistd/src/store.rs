@@ -1,17 +1,23 @@
 //! Block stores: where an flist's blocks live, by the routes its metadata names.
 //!
-//! `dir://PATH` is read here (rfs's layout: `PATH/<hex id>`, and the sharded `PATH/<hex[0:2]>/<hex id>`
-//! too). A `dir://` route of an flist that comes from outside may read the node's own files, so the
+//! `dir://PATH` (rfs's layout: `PATH/<hex id>`, and the sharded `PATH/<hex[0:2]>/<hex id>` too) and
+//! `zdb://HOST[:PORT][/NAMESPACE]` (a 0-db namespace over the Redis protocol: `GET` of the raw id) are
+//! read here. A `dir://` route of an flist that comes from outside may read the node's own files, so the
 //! daemon accepts only those under its allow-list ([`DirPolicy`]); the operator's own commands accept
-//! any. `zdb://`, `s3://` and `http(s)://` stores are not implemented yet and are refused by name.
+//! any. `s3://` and `http(s)://` stores are not implemented yet and are refused by name. A
+//! [`CachedStore`] keeps fetched blocks on the cache disk, with one download in flight per block.
 
 use crate::FlistError;
 use crate::block::Block;
 use crate::meta::Route;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// Where blocks are kept.
-pub trait Store {
+pub trait Store: Send + Sync {
     /// The ciphertext of a block, `None` when the store does not have it.
     fn get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError>;
     /// Keeps a block's ciphertext.
@@ -65,6 +71,175 @@ impl Store for DirStore {
     }
 }
 
+/// A 0-db namespace spoken over the Redis protocol (a redis-server stands in for it in tests).
+pub struct ZdbStore {
+    url: String,
+    client: redis::Client,
+    namespace: Option<String>,
+    conn: Mutex<Option<redis::Connection>>,
+}
+
+/// How long a zdb store may take to connect or answer.
+const ZDB_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ZdbStore {
+    /// A store for `zdb://HOST[:PORT][/NAMESPACE]` (port 9900 by default); it connects on first use.
+    pub fn new(url: &str) -> Result<ZdbStore, FlistError> {
+        let refuse = |why: String| FlistError::Store { url: url.to_string(), why };
+        let rest = url.strip_prefix("zdb://").ok_or_else(|| refuse("not a zdb:// URL".into()))?;
+        let (address, namespace) = match rest.split_once('/') {
+            Some((address, namespace)) if !namespace.is_empty() => (address, Some(namespace.to_string())),
+            Some((address, _)) => (address, None),
+            None => (rest, None),
+        };
+        let address = if address.contains(':') { address.to_string() } else { format!("{address}:9900") };
+        let client = redis::Client::open(format!("redis://{address}")).map_err(|err| refuse(err.to_string()))?;
+        Ok(ZdbStore { url: url.to_string(), client, namespace, conn: Mutex::new(None) })
+    }
+
+    /// Runs `command` on the connection, connecting (and selecting the namespace) first when needed, and
+    /// once more on a fresh connection when the old one failed.
+    fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, FlistError> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = None;
+        for _ in 0..2 {
+            if slot.is_none() {
+                let connected = self.client.get_connection_with_timeout(ZDB_TIMEOUT).and_then(|mut conn| {
+                    conn.set_read_timeout(Some(ZDB_TIMEOUT))?;
+                    conn.set_write_timeout(Some(ZDB_TIMEOUT))?;
+                    if let Some(namespace) = &self.namespace {
+                        redis::cmd("SELECT").arg(namespace).query::<()>(&mut conn)?;
+                    }
+                    Ok(conn)
+                });
+                match connected {
+                    Ok(conn) => *slot = Some(conn),
+                    Err(err) => {
+                        last = Some(err);
+                        continue;
+                    }
+                }
+            }
+            if let Some(conn) = slot.as_mut() {
+                match command.query(conn) {
+                    Ok(value) => return Ok(value),
+                    Err(err) => {
+                        *slot = None;
+                        last = Some(err);
+                    }
+                }
+            }
+        }
+        Err(FlistError::Store {
+            url: self.url.clone(),
+            why: last.map_or_else(|| "unreachable".to_string(), |err| err.to_string()),
+        })
+    }
+}
+
+impl Store for ZdbStore {
+    fn get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
+        self.run(redis::cmd("GET").arg(&id[..]))
+    }
+
+    fn set(&self, id: &[u8; 32], sealed: &[u8]) -> Result<(), FlistError> {
+        self.run(redis::cmd("SET").arg(&id[..]).arg(sealed))
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
+/// One download in flight: done once the leader finished (whether it succeeded or not).
+type Flight = (Mutex<bool>, Condvar);
+
+/// A store with a block cache in front (on the cache volume), keyed by block id. One download is in
+/// flight per block: concurrent readers of a block that is not cached yet wait for the first one's
+/// download. A cached block is written under a unique temporary name and renamed into place, so a
+/// reader never sees a partial one; what it holds is verified again when the block is opened.
+pub struct CachedStore {
+    inner: Box<dyn Store>,
+    dir: PathBuf,
+    inflight: Mutex<HashMap<[u8; 32], Arc<Flight>>>,
+    fetches: AtomicU64,
+}
+
+impl CachedStore {
+    /// `inner` behind a cache in `dir`.
+    pub fn new(inner: Box<dyn Store>, dir: impl Into<PathBuf>) -> CachedStore {
+        CachedStore { inner, dir: dir.into(), inflight: Mutex::new(HashMap::new()), fetches: AtomicU64::new(0) }
+    }
+
+    /// How many blocks were fetched from the inner store.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    fn cached(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
+        match std::fs::read(self.dir.join(hex::encode(id))) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn fetch(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        let Some(sealed) = self.inner.get(id)? else { return Ok(None) };
+        std::fs::create_dir_all(&self.dir)?;
+        let name = hex::encode(id);
+        let tmp = self.dir.join(format!(".{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id()));
+        std::fs::write(&tmp, &sealed)?;
+        std::fs::rename(&tmp, self.dir.join(name))?;
+        Ok(Some(sealed))
+    }
+}
+
+impl Store for CachedStore {
+    fn get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
+        if let Some(bytes) = self.cached(id)? {
+            return Ok(Some(bytes));
+        }
+        let (flight, leader) = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match inflight.get(id) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let flight = Arc::new((Mutex::new(false), Condvar::new()));
+                    inflight.insert(*id, flight.clone());
+                    (flight, true)
+                }
+            }
+        };
+        if leader {
+            let fetched = self.fetch(id);
+            self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            *flight.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            flight.1.notify_all();
+            return fetched;
+        }
+        let mut done = flight.0.lock().unwrap_or_else(|p| p.into_inner());
+        while !*done {
+            done = flight.1.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(done);
+        // The leader's download is in the cache now, unless it failed: then try on our own.
+        match self.cached(id)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.fetch(id),
+        }
+    }
+
+    fn set(&self, id: &[u8; 32], sealed: &[u8]) -> Result<(), FlistError> {
+        self.inner.set(id, sealed)
+    }
+
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+}
+
 /// Which `dir://` routes may be followed.
 #[derive(Debug, Clone)]
 pub enum DirPolicy {
@@ -97,7 +272,8 @@ pub fn open(url: &str, policy: &DirPolicy) -> Result<Box<dyn Store>, FlistError>
             }
             Ok(Box::new(DirStore::new(path)))
         }
-        Some((scheme @ ("zdb" | "s3" | "s3s" | "http" | "https"), _)) => {
+        Some(("zdb", _)) => Ok(Box::new(ZdbStore::new(url)?)),
+        Some((scheme @ ("s3" | "s3s" | "http" | "https"), _)) => {
             Err(refuse(&format!("{scheme} stores are not supported yet")))
         }
         _ => Err(refuse("unknown store scheme")),
@@ -113,10 +289,26 @@ pub struct Router {
 impl Router {
     /// Opens every route's store under `policy`.
     pub fn new(routes: Vec<Route>, policy: &DirPolicy) -> Result<Router, FlistError> {
+        Router::build(routes, policy, None)
+    }
+
+    /// The same, every store behind a block cache in `cache`.
+    pub fn cached(routes: Vec<Route>, policy: &DirPolicy, cache: &Path) -> Result<Router, FlistError> {
+        Router::build(routes, policy, Some(cache))
+    }
+
+    fn build(routes: Vec<Route>, policy: &DirPolicy, cache: Option<&Path>) -> Result<Router, FlistError> {
         let routes = routes
             .into_iter()
-            .map(|route| open(&route.url, policy).map(|store| (route, store)))
-            .collect::<Result<_, _>>()?;
+            .map(|route| {
+                let store = open(&route.url, policy)?;
+                let store: Box<dyn Store> = match cache {
+                    Some(dir) => Box::new(CachedStore::new(store, dir)),
+                    None => store,
+                };
+                Ok((route, store))
+            })
+            .collect::<Result<_, FlistError>>()?;
         Ok(Router { routes })
     }
 

@@ -179,6 +179,83 @@ fn dir_routes_outside_the_allow_list_are_refused() {
     let err = Router::new(route(format!("dir://{}/../..", allowed.display())), &policy).err().expect("refused");
     assert!(err.to_string().contains("outside"), "{err}");
     assert!(Router::new(route("dir:///etc".into()), &DirPolicy::Any).is_ok());
-    let err = Router::new(route("zdb://hub.grid.tf:9900".into()), &DirPolicy::Any).err().expect("not yet");
+    let err = Router::new(route("https://hub.grid.tf/blocks".into()), &DirPolicy::Any).err().expect("not yet");
     assert!(err.to_string().contains("not supported yet"), "{err}");
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Blocks in a zdb store (a private redis-server stands in for 0-db), fetched once into the cache: a
+/// second extraction works from the cache with the hub down.
+#[test]
+fn zdb_store_and_the_block_cache_survive_the_hub_going_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut redis =
+        zos_zbus::local_redis::LocalRedis::start_with_port(dir.path(), port).unwrap_or_else(|e| panic!("{e}"));
+    let src = dir.path().join("src");
+    source_tree(&src);
+    let image = dir.path().join("image.fl");
+    let url = format!("zdb://127.0.0.1:{port}");
+    let out = flistd(&["pack", src.to_str().expect("path"), "--store", &url, "-o", image.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cache = dir.path().join("cache");
+    let first = dir.path().join("first");
+    let args = |dest: &Path| {
+        vec![
+            "unpack".to_string(),
+            image.display().to_string(),
+            dest.display().to_string(),
+            "--cache".into(),
+            cache.display().to_string(),
+        ]
+    };
+    let run = |dest: &Path| Command::new(env!("CARGO_BIN_EXE_flistd")).args(args(dest)).output().expect("flistd");
+    let out = run(&first);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_same_tree(&src, &first);
+    redis.kill();
+    let second = dir.path().join("second");
+    let out = run(&second);
+    assert!(out.status.success(), "from the cache with the hub down: {}", String::from_utf8_lossy(&out.stderr));
+    assert_same_tree(&src, &second);
+    std::fs::remove_dir_all(&cache).expect("drop the cache");
+    let out = run(&dir.path().join("third"));
+    assert!(!out.status.success(), "hub down and no cache: an error");
+}
+
+/// Concurrent readers of one block not cached yet: one download, every reader gets the bytes.
+#[test]
+fn concurrent_readers_of_a_block_share_one_download() {
+    struct Slow(zos_flistd::store::DirStore);
+    impl zos_flistd::store::Store for Slow {
+        fn get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            self.0.get(id)
+        }
+        fn set(&self, id: &[u8; 32], sealed: &[u8]) -> Result<(), FlistError> {
+            self.0.set(id, sealed)
+        }
+        fn url(&self) -> String {
+            self.0.url()
+        }
+    }
+    use zos_flistd::store::Store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backing = zos_flistd::store::DirStore::new(dir.path().join("hub"));
+    let (block, sealed) = zos_flistd::block::seal(b"one block, many readers").expect("seal");
+    backing.set(&block.id, &sealed).expect("set");
+    let cached = zos_flistd::store::CachedStore::new(Box::new(Slow(backing)), dir.path().join("cache"));
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let got = cached.get(&block.id).expect("get").expect("found");
+                assert_eq!(zos_flistd::block::open(&block, &got).expect("open"), b"one block, many readers");
+            });
+        }
+    });
+    assert_eq!(cached.fetches(), 1, "one download in flight per block");
 }

@@ -1,6 +1,6 @@
 //! `flistd`: the operator's commands over rfs `.fl` flists. `flistd pack SRC_DIR --store URL -o
 //! IMAGE.fl` builds an `.fl` in rfs's format (blocks written to the store, the route recorded);
-//! `flistd unpack IMAGE.fl DEST_DIR` extracts one, every block verified. The FUSE mount
+//! `flistd unpack IMAGE.fl DEST_DIR [--cache DIR]` extracts one, every block verified. The FUSE mount
 //! (`flistd mount`) and the daemon are not here yet.
 //!
 //! Exit codes: 0 done, 1 the image or the store failed, 2 bad arguments.
@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zos_flistd::meta::Reader;
-use zos_flistd::store::{DirPolicy, DirStore, Router};
+use zos_flistd::store::{DirPolicy, Router};
 
 #[derive(Parser)]
 #[command(name = "flistd", version, about = "ZOS images: rfs .fl flists")]
@@ -25,7 +25,7 @@ enum Command {
     Pack {
         /// The tree to pack.
         src: PathBuf,
-        /// Where the blocks go: dir://PATH.
+        /// Where the blocks go: dir://PATH or zdb://HOST[:PORT][/NAMESPACE].
         #[arg(long)]
         store: String,
         /// The .fl to write.
@@ -41,22 +41,26 @@ enum Command {
         /// Create device nodes too (a VM's root filesystem).
         #[arg(long)]
         devices: bool,
+        /// Keep fetched blocks in this directory (and read them from it next time).
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Pack { src, store, output } => {
-            let Some(path) = store.strip_prefix("dir://") else {
-                anyhow::bail!("store {store}: only dir:// stores are supported yet");
-            };
-            zos_flistd::pack::pack(&src, &DirStore::new(path), &output)
+            let store = zos_flistd::store::open(&store, &DirPolicy::Any)?;
+            zos_flistd::pack::pack(&src, store.as_ref(), &output)
                 .with_context(|| format!("packing {} into {}", src.display(), output.display()))
         }
-        Command::Unpack { image, dest, devices } => {
+        Command::Unpack { image, dest, devices, cache } => {
             let reader = Reader::open(&image).with_context(|| format!("opening {}", image.display()))?;
             // The operator's own command: any dir:// route is followed.
-            let router = Router::new(reader.routes()?, &DirPolicy::Any)?;
+            let router = match cache {
+                Some(cache) => Router::cached(reader.routes()?, &DirPolicy::Any, &cache)?,
+                None => Router::new(reader.routes()?, &DirPolicy::Any)?,
+            };
             zos_flistd::unpack::unpack(&reader, &router, &dest, zos_flistd::unpack::Options { devices })
                 .with_context(|| format!("extracting {} into {}", image.display(), dest.display()))
         }
