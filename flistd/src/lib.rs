@@ -10,13 +10,15 @@
 //! too. [`pack`] builds an `.fl` from a directory tree; [`unpack`] extracts one into a tree (the
 //! fallback where FUSE is not available), refusing unsafe archives.
 //!
-//! Not here yet: the FUSE mount, the HTTP and zdb stores, the block cache and the daemon.
+//! [`mount`] serves an flist read-only over FUSE, blocks fetched on first read. Not here yet: the
+//! HTTP and s3 stores, read-write overlays, eviction and the daemon.
 
 #![warn(missing_docs)]
 
 pub mod block;
 mod error;
 pub mod meta;
+pub mod mount;
 pub mod pack;
 pub mod store;
 pub mod unpack;

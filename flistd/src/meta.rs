@@ -140,6 +140,13 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The entry `name` of directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Option<Inode>, FlistError> {
+        let sql = format!("SELECT {INODE_COLUMNS} WHERE inode.parent = ?1 AND inode.name = ?2");
+        let parent = i64::try_from(parent).unwrap_or(i64::MAX);
+        Ok(self.db.query_row(&sql, params![parent, name], inode_of).optional()?)
+    }
+
     /// A file's blocks, in order (rowid order: a file's content is its blocks in that order).
     pub fn blocks(&self, ino: u64) -> Result<Vec<Block>, FlistError> {
         let mut statement = self.db.prepare("SELECT id, key FROM block WHERE ino = ?1 ORDER BY rowid")?;

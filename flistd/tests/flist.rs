@@ -259,3 +259,90 @@ fn concurrent_readers_of_a_block_share_one_download() {
     });
     assert_eq!(cached.fetches(), 1, "one download in flight per block");
 }
+
+fn mounted(mountpoint: &Path) -> bool {
+    let target = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(&*target.to_string_lossy()))
+}
+
+/// `flistd mount IMAGE.fl MOUNTPOINT --cache DIR`: every file's bytes and metadata through FUSE equal
+/// the source, blocks fetched lazily into the cache; a corrupted block reads as EIO, never as wrong
+/// bytes; SIGTERM unmounts. Needs root (FUSE mounts without fusermount).
+#[test]
+fn mount_serves_the_image_read_only_and_unmounts_on_sigterm() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED mount_serves_the_image_read_only_and_unmounts_on_sigterm: needs root for FUSE (CI runs as root)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    source_tree(&src);
+    std::fs::write(src.join("victim"), vec![9u8; 4096]).expect("victim");
+    let store = dir.path().join("store");
+    let image = dir.path().join("image.fl");
+    zos_flistd::pack::pack(&src, &zos_flistd::store::DirStore::new(&store), &image).expect("pack");
+    // Corrupt the one block of `victim` in the store.
+    let reader = Reader::open(&image).expect("open");
+    let victim = reader.lookup(1, "victim").expect("lookup").expect("victim");
+    let block = reader.blocks(victim.ino).expect("blocks")[0];
+    let blob = store.join(block.hex_id());
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    bytes[3] ^= 0x55;
+    std::fs::write(&blob, bytes).expect("corrupt");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mnt");
+    let cache = dir.path().join("cache");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flistd"))
+        .args([
+            "mount",
+            image.to_str().expect("path"),
+            mnt.to_str().expect("path"),
+            "--cache",
+            cache.to_str().expect("path"),
+        ])
+        .spawn()
+        .expect("flistd mount");
+    let started = std::time::Instant::now();
+    while !mounted(&mnt) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "never mounted");
+        assert!(child.try_wait().expect("wait").is_none(), "flistd mount exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let result = std::panic::catch_unwind(|| {
+        std::fs::remove_file(src.join("victim")).expect("drop from the comparison");
+        let err = std::fs::read(mnt.join("victim")).expect_err("a corrupted block");
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EIO), "{err}");
+        let listed: Vec<_> = files(&mnt).into_iter().filter(|p| p != Path::new("victim")).collect();
+        assert_eq!(listed, files(&src));
+        for rel in files(&src) {
+            let (a, b) = (src.join(&rel), mnt.join(&rel));
+            let (ma, mb) = (std::fs::symlink_metadata(&a).expect("a"), std::fs::symlink_metadata(&b).expect("b"));
+            assert_eq!(
+                (ma.mode(), ma.uid(), ma.gid(), ma.len()),
+                (mb.mode(), mb.uid(), mb.gid(), mb.len()),
+                "{}",
+                rel.display()
+            );
+            if ma.is_file() {
+                assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"), "{}", rel.display());
+            } else if ma.file_type().is_symlink() {
+                assert_eq!(std::fs::read_link(&a).expect("a"), std::fs::read_link(&b).expect("b"));
+            }
+        }
+        assert!(std::fs::write(mnt.join("new"), b"x").is_err(), "read-only");
+        assert!(std::fs::read_dir(&cache).expect("cache").count() > 0, "blocks were cached");
+    });
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().expect("wait");
+    if result.is_err() {
+        let _ = Command::new("umount").args(["-l", mnt.to_str().expect("path")]).status();
+    }
+    assert!(result.is_ok(), "the mount was wrong");
+    assert!(status.success(), "flistd mount exits 0 on SIGTERM: {status}");
+    assert!(!mounted(&mnt), "unmounted");
+}
