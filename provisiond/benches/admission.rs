@@ -2,53 +2,17 @@
 //! clients, and the time provisiond's engine takes to open with 10 thousand active workloads.
 //! Starts its own redis-server. Run: `cargo bench -p zos-provisiond --bench admission`.
 
-use serde_json::json;
+mod fixture;
+
+use fixture::{deployment, open_engine};
 use std::sync::Arc;
 use std::time::Instant;
-use zos_cache::Store;
 use zos_interfaces::provision::{ProvisionClient, ProvisionServer};
 use zos_provisiond::modules::ModuleManagers;
-use zos_provisiond::{Engine, Outcome, Service, TwinRegistry};
-use zos_types::scenario::{NodeSpec, Policy};
-use zos_types::{Deployment, SigningKey, Timestamp};
+use zos_provisiond::{Outcome, Service};
+use zos_types::{Deployment, Timestamp};
 use zos_zbus::local_redis::LocalRedis;
 use zos_zbus::{Client, Server};
-
-const GIB: u64 = 1 << 30;
-
-fn node() -> NodeSpec {
-    serde_json::from_value(json!({"cru": 1u64 << 20, "mru": 1u64 << 60,
-        "pools": [{"name": "ssd0", "kind": "ssd", "size": 1u64 << 60}]}))
-    .expect("node")
-}
-
-fn key() -> SigningKey {
-    SigningKey::from_bytes(&[5; 32])
-}
-
-fn deployment(contract: u64) -> Deployment {
-    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": 1, "contract_id": contract,
-    "signature_requirement": {"requests": [{"twin_id": 1, "required": true, "weight": 1}], "weight_required": 1},
-    "workloads": [
-        {"name": "disk", "type": "zmount", "data": {"size": GIB}},
-        {"name": "vol", "type": "volume", "data": {"size": GIB}},
-        {"name": "vm", "type": "zmachine", "data": {"network": {"interfaces": [{"network": "n", "ip": "10.1.1.2"}]},
-            "compute_capacity": {"cpu": 1, "memory": GIB}}}
-    ]}))
-    .expect("deployment");
-    dl.sign(1, &key());
-    dl
-}
-
-fn open_engine(dir: &std::path::Path) -> Engine<TwinRegistry> {
-    Engine::open(
-        Store::open(dir.join("store")).expect("store"),
-        &node(),
-        Policy::default(),
-        TwinRegistry::from_keys([(1, key().verifying_key().to_bytes())]),
-    )
-    .expect("engine")
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -5,49 +5,16 @@
 //! decisions made while an fsync runs share the next one). Run:
 //! `cargo bench -p zos-provisiond --bench door` (about a minute; `ZOS_BENCH_MAX=10000` stops earlier).
 
-use serde_json::json;
+mod fixture;
+
+use fixture::{deployment, open_engine as open};
 use std::time::{Duration, Instant};
-use zos_cache::Store;
-use zos_provisiond::{Engine, Outcome, TwinRegistry};
-use zos_types::scenario::{NodeSpec, Policy};
-use zos_types::{Deployment, SigningKey, Timestamp};
-
-const GIB: u64 = 1 << 30;
-
-fn key() -> SigningKey {
-    SigningKey::from_bytes(&[5; 32])
-}
-
-fn deployment(contract: u64) -> Deployment {
-    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": 1, "contract_id": contract,
-    "signature_requirement": {"requests": [{"twin_id": 1, "required": true, "weight": 1}], "weight_required": 1},
-    "workloads": [
-        {"name": "disk", "type": "zmount", "data": {"size": GIB}},
-        {"name": "vol", "type": "volume", "data": {"size": GIB}},
-        {"name": "vm", "type": "zmachine", "data": {"network": {"interfaces": [{"network": "n", "ip": "10.1.1.2"}]},
-            "compute_capacity": {"cpu": 1, "memory": GIB}}}
-    ]}))
-    .expect("deployment");
-    dl.sign(1, &key());
-    dl
-}
+use zos_provisiond::Outcome;
+use zos_types::{Deployment, Timestamp};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
-}
-
-fn open(dir: &std::path::Path) -> Engine<TwinRegistry> {
-    let node: NodeSpec = serde_json::from_value(json!({"cru": 1u64 << 20, "mru": 1u64 << 60,
-        "pools": [{"name": "ssd0", "kind": "ssd", "size": 1u64 << 60}]}))
-    .expect("node");
-    Engine::open(
-        Store::open(dir.join("store")).expect("store"),
-        &node,
-        Policy::default(),
-        TwinRegistry::from_keys([(1, key().verifying_key().to_bytes())]),
-    )
-    .expect("engine")
 }
 
 /// Durable admissions per second with `clients` threads creating `total` deployments between them.

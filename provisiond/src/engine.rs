@@ -234,9 +234,18 @@ impl<K: KeyGetter> Engine<K> {
             })?;
             Ok::<_, EngineError>((job, txn.commit_deferred()?))
         })();
+        Self::accept(ledger, undo, committed)
+    }
+
+    /// The end of an admission: a change that could not be applied is taken back from the ledger; an
+    /// applied one is answered once durable. Group commit: the admission lock is released before the
+    /// fsync, which is shared with the decisions made while it runs.
+    fn accept(
+        mut ledger: std::sync::MutexGuard<'_, Ledger>,
+        undo: Undo,
+        committed: Result<(JobId, zos_cache::Pending<'_>), EngineError>,
+    ) -> Result<Outcome, EngineError> {
         match committed {
-            // Group commit: the decision is made and applied; the fsync is shared with the decisions
-            // made while it runs, and the caller hears "accepted" only once it is durable.
             Ok((job, pending)) => {
                 drop(ledger);
                 pending.wait()?;
@@ -322,17 +331,7 @@ impl<K: KeyGetter> Engine<K> {
             let job = txn.enqueue(&job)?;
             Ok::<_, EngineError>((job, txn.commit_deferred()?))
         })();
-        match committed {
-            Ok((job, pending)) => {
-                drop(ledger);
-                pending.wait()?;
-                Ok(Outcome::Accepted(job))
-            }
-            Err(err) => {
-                ledger.undo(undo);
-                Err(err)
-            }
-        }
+        Self::accept(ledger, undo, committed)
     }
 
     /// Boot handling: when `marker` (a file on a tmpfs, gone after a reboot) does not exist, this is the

@@ -57,6 +57,20 @@ fn vm(name: &str, memory_gib: u64) -> serde_json::Value {
         "compute_capacity": {"cpu": 1, "memory": memory_gib * GIB}}})
 }
 
+/// The next version of stored deployment `contract`, its first workload (a zmount) resized to `gib`,
+/// signed again; `edit` changes anything else before signing.
+fn resized(engine: &Engine<TwinRegistry>, contract: u64, gib: u64, edit: impl FnOnce(&mut Deployment)) -> Deployment {
+    let mut next = engine.store().get(7, contract).expect("stored");
+    next.version += 1;
+    next.workloads[0].version = next.version;
+    next.workloads[0].data =
+        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(gib) });
+    edit(&mut next);
+    next.signature_requirement.signatures.clear();
+    next.sign(7, &key());
+    next
+}
+
 fn engine(dir: &std::path::Path) -> Engine<TwinRegistry> {
     let store = Store::open(dir.join("state")).expect("store");
     Engine::open(store, &node(), Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key().to_bytes())]))
@@ -193,25 +207,14 @@ async fn updates_recheck_growth_and_remove_what_is_gone() {
     engine.run_one(&managers, Timestamp(2)).await.expect("provision");
 
     // Grow the disk past the node: refused at the door, nothing changes.
-    let mut too_big = engine.store().get(7, 5).expect("stored");
-    too_big.version = 1;
-    too_big.workloads[0].version = 1;
-    too_big.workloads[0].data =
-        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(600) });
-    too_big.signature_requirement.signatures.clear();
-    too_big.sign(7, &key());
+    let too_big = resized(&engine, 5, 600, |_| {});
     assert!(matches!(engine.update(7, too_big, Timestamp(3)).expect("update"), Outcome::Refused(_)));
     assert_eq!(engine.store().get(7, 5).expect("stored").version, 0, "a refused update changes nothing");
 
     // Grow it within capacity and drop a VM: accepted, applied by the job.
-    let mut v1 = engine.store().get(7, 5).expect("stored");
-    v1.version = 1;
-    v1.workloads[0].version = 1;
-    v1.workloads[0].data =
-        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(20) });
-    v1.workloads.retain(|wl| wl.name != "old");
-    v1.signature_requirement.signatures.clear();
-    v1.sign(7, &key());
+    let v1 = resized(&engine, 5, 20, |dl| {
+        dl.workloads.retain(|wl| wl.name != "old");
+    });
     let Outcome::Accepted(_) = engine.update(7, v1, Timestamp(4)).expect("update") else { panic!("refused") };
     // The grown disk is held at once; the dropped VM until the job removes it.
     assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 20 * GIB + 2 * (500 << 20));
@@ -289,13 +292,7 @@ async fn shrinking_a_zmount_is_refused() {
     let v0 = signed(6, json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}]));
     let Outcome::Accepted(_) = engine.create(7, v0, Timestamp(1)).expect("create") else { panic!("refused") };
     engine.run_one(&managers, Timestamp(2)).await.expect("provision");
-    let mut smaller = engine.store().get(7, 6).expect("stored");
-    smaller.version = 1;
-    smaller.workloads[0].version = 1;
-    smaller.workloads[0].data =
-        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(5) });
-    smaller.signature_requirement.signatures.clear();
-    smaller.sign(7, &key());
+    let smaller = resized(&engine, 6, 5, |_| {});
     let err = engine.update(7, smaller, Timestamp(3)).expect_err("shrink");
     assert_eq!(err.to_string(), "workload 'disk': not safe to shrink a disk");
     assert_eq!(engine.store().get(7, 6).expect("stored").version, 0, "nothing changed");
@@ -436,13 +433,7 @@ async fn update_accepted_mid_job_is_not_lost() {
         async move { engine.run_one(&*gate, Timestamp(2)).await }
     });
     gate.entered.notified().await;
-    let mut v1 = engine.store().get(7, 31).expect("stored");
-    v1.version = 1;
-    v1.workloads[0].version = 1;
-    v1.workloads[0].data =
-        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(20) });
-    v1.signature_requirement.signatures.clear();
-    v1.sign(7, &key());
+    let v1 = resized(&engine, 31, 20, |_| {});
     let Outcome::Accepted(_) = engine.update(7, v1, Timestamp(3)).expect("update") else { panic!("refused") };
     gate.release.notify_one();
     job.await.expect("join").expect("first job");
@@ -467,13 +458,7 @@ async fn failed_update_keeps_the_old_reservation() {
     let Outcome::Accepted(_) = engine.create(7, v0, Timestamp(1)).expect("create") else { panic!("refused") };
     engine.run_one(&managers, Timestamp(2)).await.expect("provision");
     let failing = FailUpdates;
-    let mut v1 = engine.store().get(7, 41).expect("stored");
-    v1.version = 1;
-    v1.workloads[0].version = 1;
-    v1.workloads[0].data =
-        zos_types::WorkloadData::ZMount(zos_types::workload::ZMount { size: zos_types::Unit::gib(20) });
-    v1.signature_requirement.signatures.clear();
-    v1.sign(7, &key());
+    let v1 = resized(&engine, 41, 20, |_| {});
     let Outcome::Accepted(_) = engine.update(7, v1, Timestamp(3)).expect("update") else { panic!("refused") };
     assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 20 * GIB, "the grow is held while it runs");
     engine.run_one(&failing, Timestamp(4)).await.expect("update job");
