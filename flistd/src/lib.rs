@@ -11,7 +11,7 @@
 //! fallback where FUSE is not available), refusing unsafe archives.
 //!
 //! [`mount`] serves an flist read-only over FUSE, blocks fetched on first read. Not here yet: the
-//! HTTP and s3 stores, read-write overlays, eviction and the daemon.
+//! HTTP and s3 stores, read-write overlays and the daemon.
 
 #![warn(missing_docs)]
 

@@ -177,8 +177,15 @@ impl CachedStore {
     }
 
     fn cached(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
-        match std::fs::read(self.dir.join(hex::encode(id))) {
-            Ok(bytes) => Ok(Some(bytes)),
+        let path = self.dir.join(hex::encode(id));
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                // The modification time says when a block was last used: eviction goes by it.
+                if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+                    let _ = file.set_modified(std::time::SystemTime::now());
+                }
+                Ok(Some(bytes))
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err.into()),
         }
@@ -323,4 +330,50 @@ impl Router {
         }
         Err(FlistError::BlockNotFound(block.hex_id()))
     }
+}
+
+/// What an eviction removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evicted {
+    /// Blocks removed.
+    pub blocks: u64,
+    /// Bytes they took.
+    pub bytes: u64,
+}
+
+/// Evicts blocks from a block cache: every block unused since `older_than` (ZOS keeps 90 days), then,
+/// when the cache still takes more than `max_bytes`, the least recently used ones until it fits. A block
+/// named in `keep` (the blocks of the images mounted now) is never evicted.
+pub fn evict(
+    dir: &Path,
+    older_than: std::time::SystemTime,
+    max_bytes: Option<u64>,
+    keep: &std::collections::HashSet<[u8; 32]>,
+) -> Result<Evicted, FlistError> {
+    let mut blocks = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(id) = hex::decode(&name).map_err(drop).and_then(|bytes| <[u8; 32]>::try_from(bytes).map_err(drop))
+        else {
+            continue;
+        };
+        let meta = entry.metadata()?;
+        blocks.push((meta.modified()?, meta.len(), id, entry.path()));
+    }
+    blocks.sort();
+    let mut total: u64 = blocks.iter().map(|(_, len, _, _)| *len).sum();
+    let mut evicted = Evicted::default();
+    for (used, len, id, path) in blocks {
+        let too_old = used < older_than;
+        let too_big = max_bytes.is_some_and(|max| total > max);
+        if keep.contains(&id) || !(too_old || too_big) {
+            continue;
+        }
+        std::fs::remove_file(&path)?;
+        total = total.saturating_sub(len);
+        evicted.blocks = evicted.blocks.saturating_add(1);
+        evicted.bytes = evicted.bytes.saturating_add(len);
+    }
+    Ok(evicted)
 }

@@ -346,3 +346,36 @@ fn mount_serves_the_image_read_only_and_unmounts_on_sigterm() {
     assert!(status.success(), "flistd mount exits 0 on SIGTERM: {status}");
     assert!(!mounted(&mnt), "unmounted");
 }
+
+/// Cache eviction: blocks unused for longer than the age go, then the least recently used until the
+/// cache fits; a block of a mounted image is never evicted.
+#[test]
+fn cache_eviction_by_age_and_space_keeps_mounted_blocks() {
+    use std::collections::HashSet;
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).expect("cache");
+    let now = SystemTime::now();
+    let mut ids = Vec::new();
+    for (i, age_days) in [200u64, 100, 10, 5, 1].into_iter().enumerate() {
+        let id = [i as u8; 32];
+        let path = cache.join(hex::encode(id));
+        std::fs::write(&path, vec![0u8; 1000]).expect("block");
+        let file = std::fs::File::options().write(true).open(&path).expect("open");
+        file.set_modified(now - Duration::from_secs(age_days * 86_400)).expect("age");
+        ids.push(id);
+    }
+    let mounted: HashSet<[u8; 32]> = HashSet::from([ids[0]]);
+    let ninety_days = now - Duration::from_secs(90 * 86_400);
+    let evicted = zos_flistd::store::evict(&cache, ninety_days, None, &mounted).expect("evict");
+    assert_eq!(evicted.blocks, 1, "the 100-day-old block goes; the 200-day-old one belongs to a mounted image");
+    assert!(cache.join(hex::encode(ids[0])).exists() && !cache.join(hex::encode(ids[1])).exists());
+    let evicted = zos_flistd::store::evict(&cache, ninety_days, Some(2500), &mounted).expect("evict");
+    assert_eq!(evicted.blocks, 2, "the two least recently used unmounted blocks go until 2 500 bytes fit");
+    let left: HashSet<String> = std::fs::read_dir(&cache)
+        .expect("cache")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, HashSet::from([hex::encode(ids[0]), hex::encode(ids[4])]));
+}
