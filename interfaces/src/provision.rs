@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use zos_planner::Shortfall;
-use zos_types::{Capacity, Deployment, Workload};
+use zos_types::{Capacity, Deployment, TwinRequest, Workload};
 
 /// The verdict on one workload of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +122,19 @@ zos_zbus::interface! {
         "ListPrivateIPs" => fn list_private_ips(twin: u32, network: String) -> Vec<String>;
         /// Compares what the node holds with what storaged and networkd report.
         "Reconcile" => fn reconcile() -> Vec<DriftReport>;
+        /// `Deprovision` for a twin's signed request (operation `Deprovision`): what `zosctl` uses. The
+        /// unsigned methods serve the node's own modules on the root-only socket.
+        "SignedDeprovision" => fn signed_deprovision(request: TwinRequest, reason: String) -> u64;
+        /// `Pause` for a twin's signed request (operation `Pause`).
+        "SignedPause" => fn signed_pause(request: TwinRequest) -> u64;
+        /// `Resume` for a twin's signed request (operation `Resume`).
+        "SignedResume" => fn signed_resume(request: TwinRequest) -> u64;
+        /// `Get` for a twin's signed request (operation `Get`).
+        "SignedGet" => fn signed_get(request: TwinRequest) -> Deployment;
+        /// `List` for a twin's signed request (operation `List`, contract 0).
+        "SignedList" => fn signed_list(request: TwinRequest) -> Vec<Deployment>;
+        /// `Changes` for a twin's signed request (operation `Changes`).
+        "SignedChanges" => fn signed_changes(request: TwinRequest) -> Vec<Workload>;
     }
 }
 

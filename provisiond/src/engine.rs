@@ -7,6 +7,7 @@
 //! commit. The job loop runs workloads in ZOS's order; a workload that fails releases its reservation,
 //! a failed delete keeps it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use zos_cache::{Job, JobId, JobOp, Store, StoreError};
@@ -15,7 +16,8 @@ use zos_planner::order::{failed_dependencies, install_order, uninstall_order};
 use zos_planner::{DeploymentVerdict, Ledger, Undo, WorkloadVerdict};
 use zos_types::scenario::{NodeSpec, Policy};
 use zos_types::{
-    Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, Unit, Workload, WorkloadId, WorkloadResult,
+    Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, TwinRequest, Unit, Workload, WorkloadId,
+    WorkloadResult,
 };
 
 /// Why a request was not taken (a capacity refusal is not an error: see [`Outcome::Refused`]).
@@ -90,7 +92,12 @@ pub struct Engine<K> {
     /// When the newest running workload got its result (ZOS's `last_deployment_timestamp`), kept as
     /// results are committed so that `GetCounters` reads no store.
     newest_result: std::sync::atomic::AtomicI64,
+    /// Signatures of twin requests seen within the replay window, with their timestamps.
+    seen: Mutex<HashMap<String, i64>>,
 }
+
+/// How far a twin request's timestamp may be from the node's clock, either way, in seconds.
+pub const REPLAY_WINDOW: i64 = 300;
 
 /// Reads what the OS uses of the memory now; `None` when it cannot be read (the last value stays).
 pub type OsMemory = Box<dyn Fn() -> Option<Unit> + Send + Sync>;
@@ -119,6 +126,7 @@ impl<K: KeyGetter> Engine<K> {
             changes: Mutex::new(Vec::new()),
             os_memory: None,
             newest_result: std::sync::atomic::AtomicI64::new(0),
+            seen: Mutex::new(HashMap::new()),
         };
         let newest = engine.live_workloads()?.iter().map(|(_, wl, _)| wl.result.created.0).max().unwrap_or(0);
         engine.newest_result.store(newest, std::sync::atomic::Ordering::Relaxed);
@@ -414,6 +422,37 @@ impl<K: KeyGetter> Engine<K> {
             }
         }
         Ok((settled, unsettled))
+    }
+
+    /// Checks a twin's signed request for `operation` at time `now`: signed by the twin's key from the
+    /// registry, within [`REPLAY_WINDOW`] of `now`, and never seen before. A refusal is logged and
+    /// returned as `Forbidden`; the operation then runs as that twin, so a twin reaches only its own
+    /// deployments.
+    pub fn authenticate(&self, operation: &str, request: &TwinRequest, now: i64) -> Result<(), EngineError> {
+        let refuse = |why: String| {
+            tracing::warn!(twin = request.twin, contract = request.contract, operation, "twin request refused: {why}");
+            Err(EngineError::Forbidden(why))
+        };
+        if request.timestamp.abs_diff(now) > REPLAY_WINDOW.unsigned_abs() {
+            return refuse(format!(
+                "request timestamp {} is more than {REPLAY_WINDOW} s from the node's clock ({now})",
+                request.timestamp
+            ));
+        }
+        let key = match self.twins.key(request.twin) {
+            Ok(key) => key,
+            Err(err) => return refuse(format!("unknown twin {}: {err}", request.twin)),
+        };
+        if let Err(err) = request.verify(operation, &key) {
+            return refuse(err);
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, timestamp| timestamp.abs_diff(now) <= REPLAY_WINDOW.unsigned_abs());
+        if seen.insert(request.signature.clone(), request.timestamp).is_some() {
+            drop(seen);
+            return refuse("replayed request".into());
+        }
+        Ok(())
     }
 
     /// `Deprovision`: queues the removal of a twin's deployment.

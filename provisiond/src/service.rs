@@ -7,7 +7,7 @@ use std::sync::Arc;
 use zos_interfaces::provision::Counters;
 use zos_interfaces::provision::{Admission, DriftReport, GpuUse, ProvisionModule, StatisticsModule, WorkloadOutcome};
 use zos_planner::Verdict;
-use zos_types::{Capacity, Deployment, Timestamp, Workload, WorkloadData, WorkloadId};
+use zos_types::{Capacity, Deployment, Timestamp, TwinRequest, Workload, WorkloadData, WorkloadId};
 use zos_zbus::RemoteError;
 
 /// The engine as the bus sees it.
@@ -24,6 +24,13 @@ fn remote(err: EngineError) -> RemoteError {
 
 fn now() -> Timestamp {
     Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as i64))
+}
+
+impl Service {
+    /// A twin's signed request for `operation`, checked against the twin registry now.
+    fn authenticated(&self, operation: &str, request: &TwinRequest) -> Result<(), RemoteError> {
+        self.engine.authenticate(operation, request, now().0).map_err(remote)
+    }
 }
 
 fn blocking<T>(f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, RemoteError> {
@@ -99,6 +106,30 @@ impl ProvisionModule for Service {
     }
     async fn reconcile(&self) -> Result<Vec<DriftReport>, RemoteError> {
         self.drift().await
+    }
+    async fn signed_deprovision(&self, request: TwinRequest, reason: String) -> Result<u64, RemoteError> {
+        self.authenticated("Deprovision", &request)?;
+        self.deprovision(request.twin, request.contract, reason).await
+    }
+    async fn signed_pause(&self, request: TwinRequest) -> Result<u64, RemoteError> {
+        self.authenticated("Pause", &request)?;
+        self.pause(request.twin, request.contract).await
+    }
+    async fn signed_resume(&self, request: TwinRequest) -> Result<u64, RemoteError> {
+        self.authenticated("Resume", &request)?;
+        self.resume(request.twin, request.contract).await
+    }
+    async fn signed_get(&self, request: TwinRequest) -> Result<Deployment, RemoteError> {
+        self.authenticated("Get", &request)?;
+        self.get(request.twin, request.contract).await
+    }
+    async fn signed_list(&self, request: TwinRequest) -> Result<Vec<Deployment>, RemoteError> {
+        self.authenticated("List", &request)?;
+        self.list(request.twin).await
+    }
+    async fn signed_changes(&self, request: TwinRequest) -> Result<Vec<Workload>, RemoteError> {
+        self.authenticated("Changes", &request)?;
+        self.changes(request.twin, request.contract).await
     }
     async fn list_private_ips(&self, twin: u32, network: String) -> Result<Vec<String>, RemoteError> {
         blocking(|| {

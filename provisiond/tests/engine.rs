@@ -506,3 +506,36 @@ async fn failed_provision_keeps_its_reservation_until_cleaned_up() {
     assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 3 * GIB, "still held");
     assert!(engine.store().check_consistency().expect("check").is_empty());
 }
+
+/// Twin operations trust no claimed twin id: a request signed with another twin's key, an unknown
+/// twin, a replay and a stale request are refused as `forbidden`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_requests_are_verified_windowed_and_never_replayed() {
+    use zos_types::TwinRequest;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = SigningKey::from_bytes(&[4; 32]);
+    let engine = Engine::open(
+        Store::open(dir.path().join("state")).expect("store"),
+        &node(),
+        Policy::default(),
+        TwinRegistry::from_keys([(7, key().verifying_key().to_bytes()), (8, other.verifying_key().to_bytes())]),
+    )
+    .expect("engine");
+    let now = 1_000_000;
+    let own = TwinRequest::sign("Deprovision", 7, 1, (now, 1), &key());
+    engine.authenticate("Deprovision", &own, now).expect("the twin's own request");
+    let refused = |request: &TwinRequest, operation: &str, at: i64| {
+        let err = engine.authenticate(operation, request, at).expect_err("refused");
+        assert_eq!(err.code(), "forbidden", "{err}");
+        err.to_string()
+    };
+    assert!(refused(&own, "Deprovision", now).contains("replayed"));
+    let cross = TwinRequest::sign("Deprovision", 7, 1, (now, 2), &other);
+    assert!(refused(&cross, "Deprovision", now).contains("does not verify"), "twin 8 cannot speak for twin 7");
+    let unknown = TwinRequest::sign("Get", 9, 1, (now, 3), &other);
+    assert!(refused(&unknown, "Get", now).contains("unknown twin 9"));
+    let stale = TwinRequest::sign("Get", 7, 1, (now - 301, 4), &key());
+    assert!(refused(&stale, "Get", now).contains("from the node's clock"));
+    let pause = TwinRequest::sign("Pause", 7, 1, (now, 5), &key());
+    assert!(refused(&pause, "Deprovision", now).contains("does not verify"), "a Pause signature cannot delete");
+}

@@ -280,13 +280,39 @@ async fn a_node_end_to_end() {
     let change: serde_json::Value = serde_json::from_slice(&watched.stdout).expect("a JSON state change");
     assert_eq!((change["id"].as_str(), change["state"].as_str()), (Some("77-2-vm"), Some("error")));
     // zosctl reads deployments too, with --json.
-    let got = Command::new(binary("zosctl"))
-        .args(["--redis", &redis.url(), "--twin", "77", "--json", "get", "2"])
-        .output()
-        .expect("zosctl get");
+    let key_file = path("twin77.key");
+    std::fs::write(&key_file, hex::encode(key().to_bytes())).expect("key file");
+    let zosctl_get = |key: &std::path::Path| {
+        Command::new(binary("zosctl"))
+            .args(["--redis", &redis.url(), "--twin", "77", "--key", key.to_str().expect("path"), "--json", "get", "2"])
+            .output()
+            .expect("zosctl get")
+    };
+    let got = zosctl_get(&key_file);
     assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
     let got: Deployment = serde_json::from_slice(&got.stdout).expect("deployment");
     assert_eq!(got.contract_id, 2);
+    // Twin operations are signed: another key, a replay and a stale request are refused with a code.
+    let forged_key = path("forged.key");
+    std::fs::write(&forged_key, hex::encode([12u8; 32])).expect("forged key file");
+    let forged = zosctl_get(&forged_key);
+    assert!(!forged.status.success(), "a request signed with another key is refused");
+    assert!(
+        String::from_utf8_lossy(&forged.stderr).contains("does not verify"),
+        "{}",
+        String::from_utf8_lossy(&forged.stderr)
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let request = zos_types::TwinRequest::sign("Get", 77, 2, (now, 1), &key());
+    assert_eq!(provision.signed_get(request.clone()).await.expect("signed get").contract_id, 2);
+    assert_eq!(provision.signed_get(request).await.expect_err("replayed").code(), Some("forbidden"));
+    let stale = zos_types::TwinRequest::sign("Get", 77, 2, (now - 3_600, 2), &key());
+    assert_eq!(provision.signed_get(stale).await.expect_err("stale").code(), Some("forbidden"));
+    let for_delete = zos_types::TwinRequest::sign("Get", 77, 2, (now, 3), &key());
+    assert_eq!(
+        provision.signed_deprovision(for_delete, "x".into()).await.expect_err("a Get signature used to delete").code(),
+        Some("forbidden")
+    );
 
     // Too big: refused at the door with the numbers, nothing stored.
     let big = deployment(77, 3, json!([{"name": "big", "type": "zmount", "data": {"size": 100 * GIB}}]));

@@ -71,6 +71,14 @@ fn print(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> Strin
     Ok(())
 }
 
+/// A signed request of this twin for `operation` on `contract`, timestamped now.
+fn sign(cli: &Cli, operation: &str, contract: u64) -> anyhow::Result<zos_types::TwinRequest> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let nonce = u64::try_from(now.as_nanos() & u128::from(u64::MAX))?;
+    let stamp = (i64::try_from(now.as_secs())?, nonce);
+    Ok(zos_types::TwinRequest::sign(operation, cli.twin, contract, stamp, &signing_key(cli)?))
+}
+
 fn signing_key(cli: &Cli) -> anyhow::Result<SigningKey> {
     let key_file = cli.key.as_ref().ok_or_else(|| anyhow!("--key is needed"))?;
     let seed = std::fs::read_to_string(key_file).with_context(|| format!("cannot read {}", key_file.display()))?;
@@ -124,19 +132,20 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
             if admission.accepted { Ok(()) } else { Err((1, anyhow!("refused at the door"))) }
         }
         Command::Delete { contract } => {
-            let job = provision.deprovision(twin, *contract, "deleted by zosctl".into()).await.map_err(failed)?;
+            let request = sign(&cli, "Deprovision", *contract).map_err(bad)?;
+            let job = provision.signed_deprovision(request, "deleted by zosctl".into()).await.map_err(failed)?;
             print(cli.json, &job, || format!("deletion queued (job {job})")).map_err(bad)
         }
         Command::Pause { contract } => {
-            let job = provision.pause(twin, *contract).await.map_err(failed)?;
+            let job = provision.signed_pause(sign(&cli, "Pause", *contract).map_err(bad)?).await.map_err(failed)?;
             print(cli.json, &job, || format!("pause queued (job {job})")).map_err(bad)
         }
         Command::Resume { contract } => {
-            let job = provision.resume(twin, *contract).await.map_err(failed)?;
+            let job = provision.signed_resume(sign(&cli, "Resume", *contract).map_err(bad)?).await.map_err(failed)?;
             print(cli.json, &job, || format!("resume queued (job {job})")).map_err(bad)
         }
         Command::Get { contract } => {
-            let deployment = provision.get(twin, *contract).await.map_err(failed)?;
+            let deployment = provision.signed_get(sign(&cli, "Get", *contract).map_err(bad)?).await.map_err(failed)?;
             print(cli.json, &deployment, || {
                 let mut lines = vec![format!(
                     "twin {} contract {} version {}",
@@ -156,7 +165,7 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
             .map_err(bad)
         }
         Command::List => {
-            let deployments = provision.list(twin).await.map_err(failed)?;
+            let deployments = provision.signed_list(sign(&cli, "List", 0).map_err(bad)?).await.map_err(failed)?;
             print(cli.json, &deployments, || {
                 deployments
                     .iter()
@@ -169,7 +178,8 @@ async fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
             .map_err(bad)
         }
         Command::Changes { contract } => {
-            let changes = provision.changes(twin, *contract).await.map_err(failed)?;
+            let changes =
+                provision.signed_changes(sign(&cli, "Changes", *contract).map_err(bad)?).await.map_err(failed)?;
             print(cli.json, &changes, || {
                 changes
                     .iter()
