@@ -2,13 +2,16 @@
 //! the same ledger code that admits on the node, and prints tables or JSON.
 //!
 //! Exit codes: 0 the work was done (whatever the verdicts), 1 an internal failure, 2 bad input
-//! (unreadable file, malformed JSON, a field of the wrong shape, a bad flag), with the file, line and field.
+//! (unreadable file, malformed JSON, a field of the wrong shape, a bad flag, an unwritable output
+//! path), with the file, line and field; with `check --detailed-exitcode`, 3 when a request was refused.
 
 mod bench;
+mod counters;
 mod discover;
 mod input;
 mod plot;
 mod table;
+mod validate;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -50,6 +53,7 @@ enum ShapeKind {
     Volume,
     Zdb,
     Ip,
+    Qsfs,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -70,23 +74,26 @@ enum Command {
     },
     /// Evaluate a scenario (a node, a policy, existing deployments, requests) without side effects.
     Check {
-        /// The scenario file (JSON).
+        /// The scenario file (JSON; `-` for stdin).
         #[arg(long)]
         scenario: PathBuf,
         /// Print one JSON object instead of tables.
         #[arg(long)]
         json: bool,
+        /// Exit 3 when any request is not fully admitted (reject, partial or invalid); 0 when all are.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// How many more of a shape fit, what binds first, and the largest single workload of each type.
     Headroom {
-        /// A scenario (its state after the requests); without it, this machine (see --root).
+        /// A scenario (its state after the requests; `-` for stdin); without it, this machine (see --root).
         #[arg(long)]
         scenario: Option<PathBuf>,
         #[command(flatten)]
         machine: MachineArgs,
-        /// Policy for this machine (a scenario carries its own).
-        #[arg(long, value_enum, default_value = "strict")]
-        policy: PresetArg,
+        /// Policy for this machine (default strict); not with --scenario, which carries its own.
+        #[arg(long, value_enum)]
+        policy: Option<PresetArg>,
         /// The shape's type.
         #[arg(long = "type", value_enum, default_value = "zmachine")]
         kind: ShapeKind,
@@ -99,7 +106,7 @@ enum Command {
         /// zmachine root disk (0 for the minimum).
         #[arg(long, default_value = "0")]
         disk: Unit,
-        /// zmount, volume or zdb size.
+        /// zmount, volume or zdb size; qsfs cache size.
         #[arg(long, default_value = "10GiB")]
         size: Unit,
         /// Stop counting at this many.
@@ -108,13 +115,16 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Print CSV (a header and one row, sizes in bytes) instead of tables.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
     /// Assign deployments (whole) to the nodes of a farm.
     Place {
-        /// The farm: {"nodes": [{"name", "node", "policy"?, "deployments"?}]}.
+        /// The farm: {"nodes": [{"name", "node", "policy"?, "deployments"?}]} (`-` for stdin).
         #[arg(long)]
         farm: PathBuf,
-        /// The deployments: {"requests": [...]}.
+        /// The deployments: {"requests": [...]} (`-` for stdin).
         #[arg(long)]
         requests: PathBuf,
         /// min-nodes, balance or max-placed.
@@ -129,6 +139,9 @@ enum Command {
         /// Print one JSON object instead of tables.
         #[arg(long)]
         json: bool,
+        /// Print CSV (one row per deployment: twin_id, contract_id, node, why_not_placed) instead of tables.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
     /// Run the benchmark suite on this machine.
     Bench {
@@ -159,12 +172,49 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl Cli {
+    /// Whether the command asked for JSON (then errors are JSON too).
+    fn json(&self) -> bool {
+        match &self.command {
+            Some(
+                Command::Discover { json, .. }
+                | Command::Check { json, .. }
+                | Command::Headroom { json, .. }
+                | Command::Place { json, .. }
+                | Command::Bench { json, .. },
+            ) => *json,
+            None => false,
+        }
+    }
+}
+
+/// An error as JSON: `{"error": {"file", "line", "column", "path", "message"}}` (nulls where unknown).
+fn error_json(error: &anyhow::Error) -> String {
+    let located = error.chain().find_map(|cause| cause.downcast_ref::<input::InputError>());
+    let body = match located {
+        Some(at) => serde_json::json!({
+            "file": at.file, "line": at.line, "column": at.column,
+            "path": if at.path.is_empty() { None } else { Some(&at.path) }, "message": at.message,
+        }),
+        None => serde_json::json!({
+            "file": null, "line": null, "column": null, "path": null, "message": format!("{error:#}"),
+        }),
+    };
+    serde_json::json!({ "error": body }).to_string()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("zos-plan: error: {:#}", failure.error);
+            if failure.code != 3 {
+                if json {
+                    println!("{}", error_json(&failure.error));
+                }
+                eprintln!("zos-plan: error: {:#}", failure.error);
+            }
             ExitCode::from(failure.code)
         }
     }
@@ -178,6 +228,18 @@ fn render<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T) -> String)
 fn discover_machine(machine: &MachineArgs) -> Result<discover::Discovery, Failure> {
     let overrides = discover::Overrides { ssd: &machine.ssd, hdd: &machine.hdd };
     let hardware = zos_hardware::Hardware::read(&machine.root).map_err(|err| Failure::bad_input(err.into()))?;
+    for (flag, names) in [("--ssd", &machine.ssd), ("--hdd", &machine.hdd)] {
+        for name in names {
+            if !hardware.block.disks.iter().any(|disk| &disk.name == name) {
+                let known: Vec<&str> = hardware.block.disks.iter().map(|disk| disk.name.as_str()).collect();
+                return Err(Failure::bad_input(anyhow!(
+                    "{flag} {name}: no such disk under {} (disks: {})",
+                    machine.root.display(),
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            }
+        }
+    }
     Ok(discover::node(hardware, &overrides))
 }
 
@@ -195,15 +257,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 print(&table::discovery(&found, &machine.root))
             }
         }
-        Command::Check { scenario, json } => {
-            let scenario: Scenario = input::read_json(&scenario).map_err(Failure::bad_input)?;
-            render(json, &zos_planner::check::check(&scenario), table::check_report)
+        Command::Check { scenario, json, detailed_exitcode } => {
+            let scenario = read_scenario(&scenario)?;
+            let report = zos_planner::check::check(&scenario);
+            render(json, &report, table::check_report)?;
+            if detailed_exitcode && report.requests.iter().any(|request| request.verdict != "admit") {
+                return Err(Failure { code: 3, error: anyhow!("") });
+            }
+            Ok(())
         }
-        Command::Headroom { scenario, machine, policy, kind, cpu, memory, disk, size, limit, json } => {
+        Command::Headroom { scenario, machine, policy, kind, cpu, memory, disk, size, limit, json, csv } => {
             let ledger = match scenario {
-                Some(path) => ledger_after(&input::read_json::<Scenario>(&path).map_err(Failure::bad_input)?),
+                Some(_) if policy.is_some() => {
+                    return Err(Failure::bad_input(anyhow!(
+                        "--policy is for this machine; a --scenario carries its own policy (set it there)"
+                    )));
+                }
+                Some(path) => ledger_after(&read_scenario(&path)?),
                 None => {
-                    let preset = if policy == PresetArg::Zos { Preset::Zos } else { Preset::Strict };
+                    let preset = if policy == Some(PresetArg::Zos) { Preset::Zos } else { Preset::Strict };
                     Ledger::new(&discover_machine(&machine)?.node, Policy::preset(preset))
                 }
             };
@@ -213,25 +285,48 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ShapeKind::Volume => Shape::Volume { size },
                 ShapeKind::Zdb => Shape::Zdb { size },
                 ShapeKind::Ip => Shape::Ip,
+                ShapeKind::Qsfs => Shape::Qsfs { cache: size },
             };
-            render(json, &headroom(&ledger, shape, limit), table::headroom)
+            validate::shape(&shape).map_err(Failure::bad_input)?;
+            let report = headroom(&ledger, shape, limit);
+            if csv { print(&table::headroom_csv(&report)) } else { render(json, &report, table::headroom) }
         }
-        Command::Place { farm, requests, objective, time_limit, plot, json } => {
+        Command::Place { farm, requests, objective, time_limit, plot, json, csv } => {
             let objective = Objective::parse(&objective).map_err(|err| Failure::bad_input(anyhow!(err)))?;
             if !time_limit.is_finite() || time_limit < 0.0 {
                 return Err(Failure::bad_input(anyhow!("--time-limit must be a non-negative number of seconds")));
             }
-            let farm: Farm = input::read_json(&farm).map_err(Failure::bad_input)?;
-            let requests: Requests = input::read_json(&requests).map_err(Failure::bad_input)?;
+            if farm == Path::new("-") && requests == Path::new("-") {
+                return Err(Failure::bad_input(anyhow!("only one of --farm and --requests can be - (stdin)")));
+            }
+            let farm: Farm = input::read_json_warn(&farm).map_err(Failure::bad_input)?;
+            validate::farm(&farm).map_err(Failure::bad_input)?;
+            let requests: Requests = input::read_json_warn(&requests).map_err(Failure::bad_input)?;
             let options = PlacementOptions { objective, time_limit_secs: time_limit, ..PlacementOptions::default() };
             let report = place(&farm, &requests.requests, &options);
             if let Some(path) = plot {
-                write_file(&path, &plot::utilization_svg(&report))?;
+                write_file(&path, &plot::utilization_svg(&report)).map_err(|err| Failure::bad_input(err.error))?;
             }
-            render(json, &report, table::placement)
+            if csv { print(&table::placement_csv(&report)) } else { render(json, &report, table::placement) }
         }
         Command::Bench { quick, json } => render(json, &bench::run(quick)?, table::bench),
     }
+}
+
+/// Reads a scenario and refuses one that cannot describe a real node.
+fn read_scenario(path: &Path) -> Result<Scenario, Failure> {
+    let text = input::read_text(path).map_err(Failure::bad_input)?;
+    let scenario: Scenario = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(mut root) if counters::present(&root) => {
+            let located = |err: anyhow::Error| Failure::bad_input(anyhow!("{}: {err:#}", path.display()));
+            counters::expand(&mut root).map_err(located)?;
+            serde_path_to_error::deserialize(root)
+                .map_err(|err| located(anyhow!("at {}: {}", err.path(), err.inner())))?
+        }
+        _ => input::decode_warn(path, &text).map_err(Failure::bad_input)?,
+    };
+    validate::scenario(&scenario).map_err(|err| Failure::bad_input(anyhow!("{}: {err:#}", path.display())))?;
+    Ok(scenario)
 }
 
 /// The ledger of a scenario after its existing deployments and requests.

@@ -5,6 +5,37 @@ use zos_planner::check::{CheckReport, WorkloadReport};
 use zos_planner::{Resource, Shortfall};
 use zos_types::{Capacity, Unit};
 
+/// A size in binary units as `zos_types::Unit` writes it (KiB to TiB, one truncated decimal), with
+/// PiB and EiB above.
+pub struct Bytes(pub u64);
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SUFFIXES: [(&str, u32); 6] =
+            [("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
+        for (suffix, shift) in SUFFIXES {
+            let size = 1u64 << shift;
+            if self.0 >= size {
+                let whole = self.0 >> shift;
+                let tenths = (self.0 & (size - 1)) / (size / 10);
+                return if tenths == 0 {
+                    write!(f, "{whole} {suffix}")
+                } else {
+                    write!(f, "{whole}.{tenths} {suffix}")
+                };
+            }
+        }
+        write!(f, "{} B", self.0)
+    }
+}
+
+/// Two sizes side by side: in binary units, or in exact bytes (with the units after) when rounding
+/// would make two different sizes read the same.
+fn pair(a: u64, b: u64) -> (String, String) {
+    let (ha, hb) = (Bytes(a).to_string(), Bytes(b).to_string());
+    if a != b && ha == hb { (format!("{a} B ({ha})"), format!("{b} B ({hb})")) } else { (ha, hb) }
+}
+
 fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
@@ -66,14 +97,15 @@ fn details(workload: &WorkloadReport) -> String {
 /// One shortfall in words, with sizes in binary units.
 fn describe(short: &Shortfall) -> String {
     match short.resource {
-        Resource::Mru => format!(
-            "mru: {} requested, {} available (used {} incl. {} reserved, of {})",
-            Unit(short.requested),
-            Unit(short.available),
-            Unit(short.used),
-            Unit(short.reserved),
-            Unit(short.total)
-        ),
+        Resource::Mru => {
+            let (requested, available) = pair(short.requested, short.available);
+            format!(
+                "mru: {requested} requested, {available} available (used {} incl. {} reserved, of {})",
+                Bytes(short.used),
+                Bytes(short.reserved),
+                Bytes(short.total)
+            )
+        }
         Resource::Sru | Resource::Hru => format!("{}: {}", short.resource, short.message),
         Resource::Cru => {
             format!("cru: {} requested, {} of {} available", short.requested, short.available, short.total)
@@ -87,9 +119,9 @@ fn usage_table(usage: &zos_planner::Usage) -> Table {
     type Cell = fn(&Capacity) -> String;
     let rows: [(&str, Cell); 5] = [
         ("cru (threads)", |cap| cap.cru.to_string()),
-        ("mru (memory)", |cap| cap.mru.to_string()),
-        ("sru (ssd)", |cap| cap.sru.to_string()),
-        ("hru (hdd)", |cap| cap.hru.to_string()),
+        ("mru (memory)", |cap| Bytes(cap.mru.0).to_string()),
+        ("sru (ssd)", |cap| Bytes(cap.sru.0).to_string()),
+        ("hru (hdd)", |cap| Bytes(cap.hru.0).to_string()),
         ("ipv4u (public ips)", |cap| cap.ipv4u.to_string()),
     ];
     for (name, cell) in rows {
@@ -116,13 +148,13 @@ pub fn discovery(found: &crate::discover::Discovery, root: &std::path::Path) -> 
         "Node at {}: {} threads, {} memory ({} used by the OS now)\n\n",
         root.display(),
         node.cru,
-        node.mru,
-        node.os_used_mru
+        Bytes(node.mru.0),
+        Bytes(node.os_used_mru.0)
     );
     out.push_str(&format!("{}\n\n", usage_table(&usage)));
     let mut pools = new_table(&["pool", "kind", "size"]);
     for pool in &node.pools {
-        pools.add_row(vec![pool.name.clone(), pool.kind.as_str().to_string(), pool.size.to_string()]);
+        pools.add_row(vec![pool.name.clone(), pool.kind.as_str().to_string(), Bytes(pool.size.0).to_string()]);
     }
     out.push_str(&format!(
         "Disks (one pool each; kind from the rotational flag unless --ssd/--hdd says otherwise)\n{pools}\n"
@@ -168,7 +200,7 @@ pub fn headroom(report: &zos_planner::headroom::Headroom) -> String {
         }
     }
     let largest = &report.largest;
-    let unit = |value: Option<Unit>| value.map_or_else(|| "none fits".to_string(), |u| u.to_string());
+    let unit = |value: Option<Unit>| value.map_or_else(|| "none fits".to_string(), |u| Bytes(u.0).to_string());
     let mut table = new_table(&["largest single workload that still fits", "size"]);
     table.add_row(vec!["zmachine memory (1 vCPU, minimum root)".to_string(), unit(largest.zmachine_memory)]);
     table.add_row(vec![
@@ -242,7 +274,7 @@ pub fn bench(report: &crate::bench::BenchReport) -> String {
         "Machine: {} x {} threads, {} memory, kernel {}\n",
         machine.cpu_model,
         machine.threads,
-        Unit(machine.memory_bytes),
+        Bytes(machine.memory_bytes),
         machine.kernel
     );
     let mut table = new_table(&["benchmark", "value", "unit", "note"]);
@@ -256,4 +288,74 @@ pub fn bench(report: &crate::bench::BenchReport) -> String {
     }
     out.push_str(&table.to_string());
     out
+}
+
+/// One CSV field: quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = header.join(",");
+    for row in rows {
+        out.push('\n');
+        out.push_str(&row.iter().map(|field| csv_field(field)).collect::<Vec<_>>().join(","));
+    }
+    out
+}
+
+/// A headroom report as CSV: a header and one row, sizes in bytes (empty: none fits).
+pub fn headroom_csv(report: &zos_planner::headroom::Headroom) -> String {
+    let largest = &report.largest;
+    let bytes = |value: Option<Unit>| value.map(|u| u.0.to_string()).unwrap_or_default();
+    let binding: Vec<String> = report.binding.iter().map(|short| short.resource.to_string()).collect();
+    csv(
+        &[
+            "shape",
+            "count",
+            "capped",
+            "binding",
+            "largest_zmachine_memory",
+            "largest_zmachine_cpu",
+            "largest_zmount",
+            "largest_volume",
+            "largest_zdb",
+            "largest_ipv4u",
+        ],
+        &[vec![
+            report.shape.to_string(),
+            report.count.to_string(),
+            report.capped.to_string(),
+            binding.join(" "),
+            bytes(largest.zmachine_memory),
+            largest.zmachine_cpu.map(|cpu| cpu.to_string()).unwrap_or_default(),
+            bytes(largest.zmount),
+            bytes(largest.volume),
+            bytes(largest.zdb),
+            largest.ips.to_string(),
+        ]],
+    )
+}
+
+/// A placement as CSV: one row per deployment, its node (empty: not placed) and why not.
+pub fn placement_csv(report: &zos_planner::placement::PlaceReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .assignments
+        .iter()
+        .map(|a| {
+            let why = report
+                .unplaced
+                .iter()
+                .find(|u| u.twin_id == a.twin_id && u.contract_id == a.contract_id)
+                .map(|u| {
+                    let mut why: Vec<String> =
+                        u.refusals.iter().map(|(resource, n)| format!("{resource}: {n}")).collect();
+                    why.extend(u.message.clone());
+                    why.join("; ")
+                })
+                .unwrap_or_default();
+            vec![a.twin_id.to_string(), a.contract_id.to_string(), a.node.clone().unwrap_or_default(), why]
+        })
+        .collect();
+    csv(&["twin_id", "contract_id", "node", "why_not_placed"], &rows)
 }

@@ -4,7 +4,7 @@
 use crate::ledger::Ledger;
 use crate::verdict::{Shortfall, Verdict};
 use serde::Serialize;
-use zos_types::workload::{MachineCapacity, PublicIp, Volume, ZMachine, ZMount, Zdb};
+use zos_types::workload::{MachineCapacity, PublicIp, Qsfs, Volume, ZMachine, ZMount, Zdb};
 use zos_types::{Unit, Workload, WorkloadData, WorkloadId, WorkloadResult};
 
 /// A workload shape.
@@ -37,6 +37,11 @@ pub enum Shape {
     },
     /// A public IPv4 address.
     Ip,
+    /// A quantum-safe filesystem: its local cache (SSD), with the 1 vCPU and 1 GiB ZOS counts for it.
+    Qsfs {
+        /// Cache size.
+        cache: Unit,
+    },
 }
 
 impl Shape {
@@ -52,6 +57,7 @@ impl Shape {
             Shape::Volume { size } => WorkloadData::Volume(Volume { size }),
             Shape::Zdb { size } => WorkloadData::Zdb(Zdb { size, mode: "user".into(), ..Zdb::default() }),
             Shape::Ip => WorkloadData::Ip(PublicIp { v4: true, v6: false }),
+            Shape::Qsfs { cache } => WorkloadData::Qsfs(Qsfs { cache, ..Qsfs::default() }),
         };
         Workload {
             version: 0,
@@ -75,6 +81,7 @@ impl std::fmt::Display for Shape {
             Shape::Volume { size } => write!(f, "volume ({size})"),
             Shape::Zdb { size } => write!(f, "zdb ({size})"),
             Shape::Ip => write!(f, "public IPv4 address"),
+            Shape::Qsfs { cache } => write!(f, "qsfs ({cache} cache)"),
         }
     }
 }
@@ -93,7 +100,9 @@ pub struct Largest {
     /// A zdb namespace.
     pub zdb: Option<Unit>,
     /// Public IPv4 addresses of the node's list still free (admitted one by one; under `zos` an ip
-    /// workload is admitted without an address too, and is not counted here).
+    /// workload is admitted without an address too, and is not counted here). Written `ipv4u`, the
+    /// name every other report gives public IPv4.
+    #[serde(rename = "ipv4u")]
     pub ips: u64,
 }
 
