@@ -652,8 +652,18 @@ fn solver() -> impl good_lp::Solver<Model = good_lp::solvers::microlp::MicroLpPr
 pub fn place(farm: &Farm, requests: &[Deployment], options: &PlacementOptions) -> PlaceReport {
     let instance = Instance::new(farm, requests);
     let objective = options.objective;
-    let (heuristic, heuristic_ledgers) = instance.heuristic(objective);
-    let heuristic_score = instance.score(objective, &heuristic, &heuristic_ledgers);
+    // Placing as many as possible comes first under every objective: the objective's own heuristic
+    // (largest first for min-nodes) can strand small deployments that the smallest-first one places,
+    // so both run and the better by (placed, objective) is kept.
+    let (mut heuristic, mut heuristic_ledgers) = instance.heuristic(objective);
+    let mut heuristic_score = instance.score(objective, &heuristic, &heuristic_ledgers);
+    if objective != Objective::MaxPlaced {
+        let (most, most_ledgers) = instance.heuristic(Objective::MaxPlaced);
+        let most_score = instance.score(objective, &most, &most_ledgers);
+        if most_score.0 < heuristic_score.0 || (most_score.0 == heuristic_score.0 && most_score.1 < heuristic_score.1) {
+            (heuristic, heuristic_ledgers, heuristic_score) = (most, most_ledgers, most_score);
+        }
+    }
     let (mut assignment, mut ledgers, mut solver_name) = (heuristic, heuristic_ledgers, "heuristic");
     // A proven-optimal MILP answer that every ledger accepts is a bound for the real problem too: the
     // MILP only relaxes disk packing, so the real optimum cannot beat it.

@@ -136,3 +136,29 @@ fn balance_spreads_and_min_nodes_packs() {
     let peak = |r: &PlaceReport| r.nodes.iter().map(|n| n.utilization.mru).fold(0.0, f64::max);
     assert!(peak(&spread) <= peak(&packed) + 1e-9);
 }
+
+/// Issue 15 item 2: minimising nodes must never place fewer deployments than the heuristic can. One
+/// 10-vCPU node, one 10-vCPU deployment and five of 2 vCPU: largest first places 1, smallest first 5.
+#[test]
+fn min_nodes_places_as_many_as_possible_first() {
+    use serde_json::json;
+    let farm: Farm = serde_json::from_value(json!({"nodes": [{"name": "n1", "policy": "strict",
+        "node": {"cru": 10, "mru": 1u64 << 40, "pools": [{"name": "ssd", "kind": "ssd", "size": 1u64 << 40}]}}]}))
+    .expect("farm");
+    let vm = |contract: u64, cpu: u64| -> Deployment {
+        serde_json::from_value(
+            json!({"twin_id": 1, "contract_id": contract, "workloads": [{"name": "vm", "type": "zmachine",
+            "data": {"network": {"interfaces": [{"network": "n", "ip": "10.1.1.2"}]},
+                     "compute_capacity": {"cpu": cpu, "memory": 1u64 << 30}}}]}),
+        )
+        .expect("deployment")
+    };
+    let requests: Vec<Deployment> = std::iter::once(vm(1, 10)).chain((2..=6).map(|c| vm(c, 2))).collect();
+    for objective in [Objective::MinNodes, Objective::Balance, Objective::MaxPlaced] {
+        let options = PlacementOptions { objective, time_limit_secs: 0.0, ..PlacementOptions::default() };
+        let report = place(&farm, &requests, &options);
+        let placed = report.assignments.iter().filter(|a| a.node.is_some()).count();
+        assert_eq!(placed, 5, "{objective:?} places the five small ones");
+        assert_ledgers_agree(&farm, &requests, &report);
+    }
+}
