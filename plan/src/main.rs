@@ -303,7 +303,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             validate::farm(&farm).map_err(Failure::bad_input)?;
             let requests: Requests = input::read_json_warn(&requests).map_err(Failure::bad_input)?;
             let options = PlacementOptions { objective, time_limit_secs: time_limit, ..PlacementOptions::default() };
+            // A long placement shows that it is working on a terminal (indicatif draws nothing when
+            // stderr is not one: pipes and files get no progress lines).
+            let spinner = indicatif::ProgressBar::new_spinner();
+            spinner.set_message(format!(
+                "placing {} deployments on {} nodes ({objective}, MILP time limit {time_limit} s)",
+                requests.requests.len(),
+                farm.nodes.len(),
+            ));
+            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
             let report = place(&farm, &requests.requests, &options);
+            spinner.finish_and_clear();
             if let Some(path) = plot {
                 write_file(&path, &plot::utilization_svg(&report)).map_err(|err| Failure::bad_input(err.error))?;
             }

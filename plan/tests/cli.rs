@@ -547,3 +547,22 @@ fn item12_counters_as_a_scenario_node() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("node.counters.used.cru: 4 is greater than total (2)"), "{}", stderr_of(&out));
 }
+
+/// Item 11: a placement shows progress on a terminal, and nothing when its output is piped.
+#[test]
+fn item11_progress_on_a_terminal_nothing_when_piped() {
+    let piped = place_examples(&["--time-limit", "0"]);
+    assert_eq!(piped.status.code(), Some(0), "{}", stderr_of(&piped));
+    assert!(!stderr_of(&piped).contains("placing"), "no progress when piped: {}", stderr_of(&piped));
+    // On a terminal (a pty from util-linux's `script`), the progress line is drawn on stderr.
+    let command = format!(
+        "{} place --farm {} --requests {} --time-limit 0 > /dev/null",
+        env!("CARGO_BIN_EXE_zos-plan"),
+        example("farm.json"),
+        example("requests.json")
+    );
+    let tty = Command::new("script").args(["-qec", &command, "/dev/null"]).output().expect("script (util-linux)");
+    assert!(tty.status.success(), "{}", String::from_utf8_lossy(&tty.stderr));
+    let drawn = String::from_utf8_lossy(&tty.stdout);
+    assert!(drawn.contains("placing 10 deployments on"), "progress on a terminal: {drawn:?}");
+}
