@@ -12,6 +12,8 @@ pub struct Discovery {
     pub network: Network,
     /// Block devices left out, and why.
     pub skipped_disks: Vec<(String, String)>,
+    /// Each pool's disk and how its kind was decided.
+    pub classified: Vec<(String, String)>,
 }
 
 /// Kind overrides given by the operator (`--ssd vda`, `--hdd vdb`).
@@ -20,21 +22,36 @@ pub struct Overrides<'a> {
     pub hdd: &'a [String],
 }
 
-/// The node a machine makes: one pool per usable disk, its kind from the overrides or else the
-/// rotational flag.
-pub fn node(hardware: Hardware, overrides: &Overrides<'_>) -> Discovery {
+/// How a disk's kind was decided, and why (shown next to each pool).
+fn classify(disk: &zos_hardware::block::Disk, overrides: &Overrides<'_>, live: bool) -> (PoolKind, &'static str) {
+    if overrides.ssd.contains(&disk.name) {
+        return (PoolKind::Ssd, "--ssd");
+    }
+    if overrides.hdd.contains(&disk.name) {
+        return (PoolKind::Hdd, "--hdd");
+    }
+    // ZOS measures seek time rather than trusting the rotational flag, which hypervisors get wrong.
+    if live && let Some(kind) = zos_hardware::block::seek_probe(&disk.path, disk.size) {
+        return (kind, "seek-time probe");
+    }
+    if disk.name.starts_with("vd") || disk.name.starts_with("xvd") {
+        return (PoolKind::Ssd, "virtual disk: its rotational flag is the hypervisor's; taken as SSD");
+    }
+    if disk.rotational { (PoolKind::Hdd, "rotational flag") } else { (PoolKind::Ssd, "rotational flag") }
+}
+
+/// The node a machine makes: one pool per usable disk, its kind from the overrides, else the seek-time
+/// probe on the live machine, else (a snapshot, or an unreadable disk) SSD for a virtual disk and the
+/// rotational flag for any other.
+pub fn node(hardware: Hardware, overrides: &Overrides<'_>, live: bool) -> Discovery {
+    let mut classified = Vec::new();
     let pools = hardware
         .block
         .disks
         .into_iter()
         .map(|disk| {
-            let kind = if overrides.ssd.contains(&disk.name) {
-                PoolKind::Ssd
-            } else if overrides.hdd.contains(&disk.name) || disk.rotational {
-                PoolKind::Hdd
-            } else {
-                PoolKind::Ssd
-            };
+            let (kind, why) = classify(&disk, overrides, live);
+            classified.push((disk.name.clone(), why.to_string()));
             PoolSpec {
                 name: disk.name,
                 kind,
@@ -56,5 +73,5 @@ pub fn node(hardware: Hardware, overrides: &Overrides<'_>) -> Discovery {
         public_ips: Vec::new(),
         gpus,
     };
-    Discovery { node, network: hardware.network, skipped_disks: hardware.block.skipped }
+    Discovery { node, network: hardware.network, skipped_disks: hardware.block.skipped, classified }
 }

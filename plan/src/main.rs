@@ -240,7 +240,7 @@ fn discover_machine(machine: &MachineArgs) -> Result<discover::Discovery, Failur
             }
         }
     }
-    Ok(discover::node(hardware, &overrides))
+    Ok(discover::node(hardware, &overrides, machine.root == Path::new("/")))
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {

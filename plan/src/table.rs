@@ -152,13 +152,17 @@ pub fn discovery(found: &crate::discover::Discovery, root: &std::path::Path) -> 
         Bytes(node.os_used_mru.0)
     );
     out.push_str(&format!("{}\n\n", usage_table(&usage)));
-    let mut pools = new_table(&["pool", "kind", "size"]);
+    let mut pools = new_table(&["pool", "kind", "size", "kind decided by"]);
     for pool in &node.pools {
-        pools.add_row(vec![pool.name.clone(), pool.kind.as_str().to_string(), Bytes(pool.size.0).to_string()]);
+        let why = found.classified.iter().find(|(name, _)| *name == pool.name).map_or("", |(_, why)| why.as_str());
+        pools.add_row(vec![
+            pool.name.clone(),
+            pool.kind.as_str().to_string(),
+            Bytes(pool.size.0).to_string(),
+            why.to_string(),
+        ]);
     }
-    out.push_str(&format!(
-        "Disks (one pool each; kind from the rotational flag unless --ssd/--hdd says otherwise)\n{pools}\n"
-    ));
+    out.push_str(&format!("Disks (one pool each; --ssd DISK or --hdd DISK overrides the kind)\n{pools}\n"));
     if !found.skipped_disks.is_empty() {
         let skipped: Vec<String> = found.skipped_disks.iter().map(|(name, why)| format!("{name} ({why})")).collect();
         out.push_str(&format!("Left out: {}\n", skipped.join(", ")));
@@ -197,6 +201,12 @@ pub fn headroom(report: &zos_planner::headroom::Headroom) -> String {
         out.push_str("The next one is refused by:\n");
         for short in &report.binding {
             out.push_str(&format!("  {}\n", describe(short)));
+        }
+        if report.binding.iter().any(|short| short.resource == zos_planner::Resource::Sru) {
+            out.push_str(
+                "SSD is what binds: a disk classified HDD that is an SSD can be declared one with --ssd DISK \
+                 (see `zos-plan discover` for how each disk was classified).\n",
+            );
         }
     }
     let largest = &report.largest;

@@ -103,7 +103,7 @@ fn discover_h100_snapshot() {
     assert_eq!(names, ["vda", "vdb"], "zram and empty loop devices are left out");
     assert_eq!(pools[0]["size"], 536_870_912u64 * 512);
     assert_eq!(pools[1]["size"], 621_744u64 * 512);
-    assert_eq!(pools[0]["kind"], "hdd", "rotational=1 reads as HDD by default");
+    assert_eq!(pools[0]["kind"], "ssd", "item 1: a virtual disk's rotational flag is the hypervisor's, not the medium");
     assert_eq!(node["gpus"], serde_json::json!([{"id": "0000:00:06.0", "vendor": "10de", "device": "2330"}]));
 }
 
@@ -117,6 +117,45 @@ fn discover_overrides_and_dev_vm() {
     assert_eq!(node["gpus"], serde_json::json!([]));
     let text = zos_plan(&["discover", "--root", &fixture("h100-node")]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("0000:00:06.0/10de/2330"));
+}
+
+/// Item 1: a VM fits on the snapshots (virtio disks are not HDDs), the output says how each disk was
+/// classified, an override still wins, and when SSD binds headroom says how to override.
+#[test]
+fn item1_virtual_disks_are_ssd_and_the_reason_is_shown() {
+    let text = zos_plan(&["discover", "--root", &fixture("dev-vm")]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("virtual disk: its rotational flag is the hypervisor's; taken as SSD"), "{text}");
+    let fits = zos_plan(&[
+        "headroom",
+        "--root",
+        &fixture("h100-node"),
+        "--type",
+        "zmachine",
+        "--cpu",
+        "2",
+        "--memory",
+        "4GiB",
+        "--json",
+    ]);
+    assert!(json_of(&fits)["count"].as_u64().unwrap_or(0) > 0, "VMs fit on the H100 snapshot");
+    let hdd = zos_plan(&[
+        "headroom",
+        "--root",
+        &fixture("dev-vm"),
+        "--hdd",
+        "vda",
+        "--type",
+        "zmachine",
+        "--cpu",
+        "2",
+        "--memory",
+        "4GiB",
+    ]);
+    let out = String::from_utf8_lossy(&hdd.stdout).into_owned();
+    assert!(out.contains("0 more") && out.contains("--ssd DISK"), "{out}");
+    let node = json_of(&zos_plan(&["discover", "--root", &fixture("h100-node"), "--hdd", "vdb", "--json"]));
+    assert_eq!((node["pools"][0]["kind"].as_str(), node["pools"][1]["kind"].as_str()), (Some("ssd"), Some("hdd")));
 }
 
 #[test]
@@ -202,8 +241,8 @@ fn bench_quick_reports_machine_and_figures() {
     assert!(figures.iter().all(|f| f["value"].as_f64().is_some_and(|v| v > 0.0)), "{figures:?}");
 }
 
-/// `discover` prints, for both snapshots, byte for byte what it printed before discovery moved into
-/// `zos-hardware` (tables, `--json`, and with kind overrides). The dev-vm has no `vdb`, and an override
+/// `discover` prints, for both snapshots, byte for byte what the golden files hold (captured when
+/// discovery moved into `zos-hardware`, updated deliberately when the classification of disks changed). The dev-vm has no `vdb`, and an override
 /// naming a missing disk is refused since #15 item 4, so its override case turns its one disk to HDD
 /// (`discover-dev-vm.overrides.txt` regenerated for that).
 #[test]
