@@ -236,8 +236,13 @@ pub fn run(quick: bool) -> anyhow::Result<BenchReport> {
         value: started.elapsed().as_secs_f64(),
         unit: "s",
         note: format!(
-            "{} nodes (heuristic {}), lower bound {}, optimal {}, kept {}",
-            report.nodes_used, report.heuristic_value, report.lower_bound, report.optimal, report.solver
+            "{} nodes (heuristic {}), lower bound {}, {}, kept {}; MILP {}",
+            report.nodes_used,
+            report.heuristic_value,
+            report.lower_bound,
+            if report.optimal { "optimal (value meets the lower bound)" } else { "not proven optimal" },
+            report.solver,
+            report.milp
         ),
     });
     progress.inc(1);

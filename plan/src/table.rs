@@ -240,6 +240,12 @@ pub fn placement(report: &zos_planner::placement::PlaceReport) -> String {
         report.solver,
         report.heuristic_value,
     );
+    out.push_str(&format!("MILP: {}\n", report.milp));
+    out.push_str(
+        "(objective value: nodes used for min-nodes, the highest utilization of any node and resource for \
+         balance, deployments left unplaced for max-placed; lower bound: no placement can do better; gap: \
+         value - bound; fragmentation of a node: 1 - its largest free pool / all its free disk)\n\n",
+    );
     let mut assignments = new_table(&["twin", "contract", "node"]);
     for a in &report.assignments {
         assignments.add_row(vec![

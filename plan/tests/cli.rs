@@ -605,3 +605,15 @@ fn item11_progress_on_a_terminal_nothing_when_piped() {
     let drawn = String::from_utf8_lossy(&tty.stdout);
     assert!(drawn.contains("placing 10 deployments on"), "progress on a terminal: {drawn:?}");
 }
+
+/// Item 9: `place` says what the MILP did and why, and defines its numbers.
+#[test]
+fn item9_place_explains_the_milp_and_its_numbers() {
+    let skipped = place_examples(&["--time-limit", "0"]);
+    let text = String::from_utf8_lossy(&skipped.stdout).into_owned();
+    assert!(text.contains("MILP: not run: the time limit is 0"), "{text}");
+    assert!(text.contains("fragmentation of a node: 1 - its largest free pool"), "{text}");
+    let ran = json_of(&place_examples(&["--time-limit", "5", "--json"]));
+    let milp = ran["milp"].as_str().expect("milp field");
+    assert!(milp.starts_with("ran: ") || milp.starts_with("skipped: "), "{milp}");
+}

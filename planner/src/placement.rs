@@ -152,6 +152,9 @@ pub struct PlaceReport {
     pub optimal: bool,
     /// Which answer was kept: `heuristic` or `milp`.
     pub solver: &'static str,
+    /// What the MILP did: not run or skipped (and why), or ran (proved optimal, or stopped at its time
+    /// limit without a proof).
+    pub milp: String,
     /// The heuristic's value, for comparison.
     pub heuristic_value: f64,
     /// Deployments that could not be placed, and why.
@@ -511,12 +514,22 @@ impl<'a> Instance<'a> {
     }
 
     /// The MILP: x[d][n] places deployment d on node n, y[n] marks a used node. Warm-started from `start`.
-    fn milp(&self, options: &PlacementOptions, start: &[Option<usize>]) -> Option<(Vec<Option<usize>>, bool)> {
+    /// `Err` says why it was not run (the heuristic answer stands).
+    fn milp(&self, options: &PlacementOptions, start: &[Option<usize>]) -> Result<(Vec<Option<usize>>, bool), String> {
         let objective = options.objective;
+        if options.time_limit_secs <= 0.0 {
+            return Err("not run: the time limit is 0".into());
+        }
         // Too large for the solver: decide before looking at any pair (the heuristic answer stands).
         let candidates = self.requests.len().saturating_mul(self.base.len());
-        if options.time_limit_secs <= 0.0 || candidates > options.max_milp_pairs.saturating_mul(8) {
-            return None;
+        let too_many = |pairs: usize| {
+            format!(
+                "skipped: {pairs} deployment-node pairs, above the limit of {} for the solver",
+                options.max_milp_pairs
+            )
+        };
+        if candidates > options.max_milp_pairs.saturating_mul(8) {
+            return Err(too_many(candidates));
         }
         let cheap: Vec<(usize, usize)> = (0..self.requests.len())
             .filter_map(|d| self.demands[d].map(|demand| (d, demand)))
@@ -524,8 +537,11 @@ impl<'a> Instance<'a> {
                 (0..self.base.len()).filter(move |&n| self.base[n].may_fit(&demand)).map(move |n| (d, n))
             })
             .collect();
-        if cheap.is_empty() || cheap.len() > options.max_milp_pairs {
-            return None;
+        if cheap.is_empty() {
+            return Err("not run: no deployment fits any node by its totals".into());
+        }
+        if cheap.len() > options.max_milp_pairs {
+            return Err(too_many(cheap.len()));
         }
         // Keep the pairs where the deployment fits the node alone, by the node's own ledger (GPUs, pools, addresses).
         let pairs: Vec<(usize, usize)> = cheap
@@ -533,7 +549,7 @@ impl<'a> Instance<'a> {
             .filter(|&(d, n)| admit_whole(&mut self.base[n].clone(), &self.requests[d]).is_ok())
             .collect();
         if pairs.is_empty() {
-            return None;
+            return Err("not run: no deployment fits any node alone".into());
         }
         let n_nodes = self.base.len();
         let mut vars = ProblemVariables::new();
@@ -605,14 +621,18 @@ impl<'a> Instance<'a> {
             pairs.iter().zip(&x).map(|(&(d, n), &var)| (var, if start[d] == Some(n) { 1.0 } else { 0.0 })).collect();
         initial.extend(y.iter().enumerate().map(|(n, &var)| (var, if start.contains(&Some(n)) { 1.0 } else { 0.0 })));
         initial.push((peak, 1.0));
-        let solution = model.with_initial_solution(initial).with_time_limit(options.time_limit_secs).solve().ok()?;
+        let solution = model
+            .with_initial_solution(initial)
+            .with_time_limit(options.time_limit_secs)
+            .solve()
+            .map_err(|err| format!("failed: {err}"))?;
         let mut assignment = vec![None; self.requests.len()];
         for (&(d, n), &var) in pairs.iter().zip(&x) {
             if solution.value(var) > 0.5 {
                 assignment[d] = Some(n);
             }
         }
-        Some((assignment, matches!(solution.status(), SolutionStatus::Optimal)))
+        Ok((assignment, matches!(solution.status(), SolutionStatus::Optimal)))
     }
 
     /// Why a deployment is not placed: what each node, in its final state, refuses it for.
@@ -668,16 +688,24 @@ pub fn place(farm: &Farm, requests: &[Deployment], options: &PlacementOptions) -
     // A proven-optimal MILP answer that every ledger accepts is a bound for the real problem too: the
     // MILP only relaxes disk packing, so the real optimum cannot beat it.
     let mut proven_score = None;
-    if let Some((candidate, optimal)) = instance.milp(options, &assignment) {
-        let (verified, verified_ledgers) = instance.verify(&candidate);
-        let score = instance.score(objective, &verified, &verified_ledgers);
-        if optimal && verified == candidate {
-            proven_score = Some(score);
+    let milp = match instance.milp(options, &assignment) {
+        Err(why) => why,
+        Ok((candidate, optimal)) => {
+            let (verified, verified_ledgers) = instance.verify(&candidate);
+            let score = instance.score(objective, &verified, &verified_ledgers);
+            if optimal && verified == candidate {
+                proven_score = Some(score);
+            }
+            let better =
+                score.0 < heuristic_score.0 || (score.0 == heuristic_score.0 && score.1 < heuristic_score.1 - 1e-9);
+            if better {
+                (assignment, ledgers, solver_name) = (verified, verified_ledgers, "milp");
+            }
+            let proof = if optimal { "proved optimal" } else { "stopped at the time limit without a proof" };
+            let kept = if better { "its answer is kept" } else { "it found nothing better than the heuristic" };
+            format!("ran: {proof}; {kept}")
         }
-        if score.0 < heuristic_score.0 || (score.0 == heuristic_score.0 && score.1 < heuristic_score.1 - 1e-9) {
-            (assignment, ledgers, solver_name) = (verified, verified_ledgers, "milp");
-        }
-    }
+    };
     let kept_score = instance.score(objective, &assignment, &ledgers);
     let objective_value = instance.value(objective, &assignment, &ledgers);
     let mut lower_bound = instance.lower_bound(objective, &assignment);
@@ -719,6 +747,7 @@ pub fn place(farm: &Farm, requests: &[Deployment], options: &PlacementOptions) -
         gap: (objective_value - lower_bound).max(0.0),
         optimal,
         solver: solver_name,
+        milp,
         heuristic_value: heuristic_score.1,
         unplaced,
         nodes,
