@@ -340,15 +340,10 @@ fn read_scenario(path: &Path) -> Result<Scenario, Failure> {
 }
 
 /// The ledger of a scenario after its existing deployments and requests.
+/// The node's ledger once a scenario's requests are judged: the very rules `check` applies (one truth
+/// per rule: a request for a contract already taken holds nothing, as `check` refuses it).
 fn ledger_after(scenario: &Scenario) -> Ledger {
-    let mut ledger = Ledger::new(&scenario.node, scenario.policy);
-    for deployment in &scenario.deployments {
-        ledger.hold_deployment(deployment);
-    }
-    for deployment in &scenario.requests {
-        ledger.admit_deployment(deployment);
-    }
-    ledger
+    zos_planner::check::check_with_ledger(scenario).1
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), Failure> {

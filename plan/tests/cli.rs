@@ -617,3 +617,43 @@ fn item9_place_explains_the_milp_and_its_numbers() {
     let milp = ran["milp"].as_str().expect("milp field");
     assert!(milp.starts_with("ran: ") || milp.starts_with("skipped: "), "{milp}");
 }
+
+/// `headroom --scenario` judges the requests with `check`'s rules: a request for a contract the node
+/// already has is refused (`exists`) and holds nothing, so it leaves the headroom as it is.
+#[test]
+fn headroom_applies_checks_rules_to_the_requests() {
+    let vm = |contract: u64, gib: u64| {
+        serde_json::json!({"twin_id": 1, "contract_id": contract, "workloads": [{"name": "vm", "type": "zmachine",
+            "result": {"created": 1, "state": "ok"},
+            "data": {"network": {"interfaces": [{"network": "n", "ip": "10.1.1.2"}]},
+                     "compute_capacity": {"cpu": 1, "memory": gib << 30}}}]})
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = |requests: serde_json::Value| {
+        let path = dir.path().join(format!("s{}.json", requests.as_array().map_or(0, Vec::len)));
+        let node = serde_json::json!({"cru": 16, "mru": 32u64 << 30,
+            "pools": [{"name": "ssd", "kind": "ssd", "size": 1u64 << 40}]});
+        std::fs::write(
+            &path,
+            serde_json::json!({"node": node, "deployments": [vm(1, 2)], "requests": requests}).to_string(),
+        )
+        .expect("scenario");
+        path
+    };
+    let count = |path: &std::path::Path| {
+        let out = zos_plan(&[
+            "headroom",
+            "--scenario",
+            path.to_str().expect("path"),
+            "--type",
+            "zmachine",
+            "--memory",
+            "1GiB",
+            "--json",
+        ]);
+        json_of(&out)["count"].as_u64().expect("count")
+    };
+    let plain = count(&scenario(serde_json::json!([])));
+    let duplicate = count(&scenario(serde_json::json!([vm(1, 8)])));
+    assert_eq!(duplicate, plain, "the refused duplicate holds nothing");
+}
