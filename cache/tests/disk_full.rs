@@ -2,11 +2,12 @@
 //! (never panic), and after space is freed the store opens and holds everything acknowledged before.
 //! Needs root (to mount the tmpfs); CI runs as root, elsewhere the test says why it is skipped.
 
+mod common;
+
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use zos_cache::{Store, StoreError};
-use zos_types::{Deployment, ResultState, Timestamp, Workload, WorkloadResult};
+use zos_types::Deployment;
 
 struct Tmpfs(PathBuf);
 
@@ -27,17 +28,9 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A deployment with 32 KiB of description.
 fn deployment(contract: u64) -> Deployment {
-    let mut wl: Workload =
-        serde_json::from_value(json!({"name": "disk", "type": "zmount", "data": {"size": 1024}})).expect("wl");
-    wl.result = WorkloadResult { created: Timestamp(1), state: ResultState::Init, ..WorkloadResult::default() };
-    Deployment {
-        twin_id: 1,
-        contract_id: contract,
-        description: "x".repeat(32 * 1024),
-        workloads: vec![wl],
-        ..Deployment::default()
-    }
+    common::deployment(contract, 32 * 1024)
 }
 
 fn create(store: &Store, contract: u64) -> Result<(), StoreError> {

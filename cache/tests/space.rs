@@ -2,22 +2,14 @@
 //! the store's files about as large as one round needs, not growing with every round (sled reuses the
 //! segments it frees; `Store::open` compacts a store whose files outgrew what it holds).
 
-use serde_json::json;
-use zos_cache::Store;
-use zos_types::{Deployment, ResultState, Timestamp, Workload, WorkloadResult};
+mod common;
 
+use zos_cache::Store;
+use zos_types::Deployment;
+
+/// As large as a whole deployment may be (1 MiB), here in one field: the store does not validate.
 fn deployment(contract: u64) -> Deployment {
-    let mut wl: Workload =
-        serde_json::from_value(json!({"name": "disk", "type": "zmount", "data": {"size": 1024}})).expect("wl");
-    wl.result = WorkloadResult { created: Timestamp(1), state: ResultState::Init, ..WorkloadResult::default() };
-    Deployment {
-        twin_id: 1,
-        contract_id: contract,
-        // Near the size limit of a deployment.
-        description: "x".repeat(900 * 1024),
-        workloads: vec![wl],
-        ..Deployment::default()
-    }
+    common::deployment(contract, 900 * 1024)
 }
 
 fn disk_usage(path: &std::path::Path) -> u64 {
