@@ -128,7 +128,14 @@ impl<K: KeyGetter> Engine<K> {
             newest_result: std::sync::atomic::AtomicI64::new(0),
             seen: Mutex::new(HashMap::new()),
         };
-        let newest = engine.live_workloads()?.iter().map(|(_, wl, _)| wl.result.created.0).max().unwrap_or(0);
+        let newest = engine
+            .stored_deployments()?
+            .iter()
+            .flat_map(|deployment| &deployment.workloads)
+            .filter(|workload| workload.result.state.is_okay())
+            .map(|workload| workload.result.created.0)
+            .max()
+            .unwrap_or(0);
         engine.newest_result.store(newest, std::sync::atomic::Ordering::Relaxed);
         Ok(engine)
     }
@@ -382,22 +389,15 @@ impl<K: KeyGetter> Engine<K> {
         Ok(queued)
     }
 
-    /// Every workload that should exist on the modules now (`ok` or `paused`), with its id and what
-    /// the ledger granted it.
-    pub fn live_workloads(&self) -> Result<Vec<(WorkloadId, Workload, Option<ReservationRecord>)>, EngineError> {
-        let mut live = Vec::new();
+    /// Every stored deployment, by twin then contract.
+    fn stored_deployments(&self) -> Result<Vec<Deployment>, EngineError> {
+        let mut deployments = Vec::new();
         for twin in self.store.twins()? {
             for contract in self.store.by_twin(twin)? {
-                let deployment = self.store.get(twin, contract)?;
-                for workload in &deployment.workloads {
-                    if workload.result.state.is_okay() {
-                        let reservation = self.store.reservation(twin, contract, &workload.name)?;
-                        live.push((deployment.workload_id(&workload.name), workload.clone(), reservation));
-                    }
-                }
+                deployments.push(self.store.get(twin, contract)?);
             }
         }
-        Ok(live)
+        Ok(deployments)
     }
 
     /// The workloads the reconciler compares, split in two: settled (running or paused, with no job of
@@ -407,17 +407,15 @@ impl<K: KeyGetter> Engine<K> {
         let busy: std::collections::BTreeSet<(u32, u64)> =
             self.store.jobs()?.into_iter().map(|(_, job)| (job.twin, job.contract)).collect();
         let (mut settled, mut unsettled) = (Vec::new(), Vec::new());
-        for twin in self.store.twins()? {
-            for contract in self.store.by_twin(twin)? {
-                let deployment = self.store.get(twin, contract)?;
-                for workload in &deployment.workloads {
-                    let reservation = self.store.reservation(twin, contract, &workload.name)?;
-                    let held = (deployment.workload_id(&workload.name), workload.clone(), reservation);
-                    if workload.result.state.is_okay() && !busy.contains(&(twin, contract)) {
-                        settled.push(held);
-                    } else if workload.result.state != ResultState::Deleted {
-                        unsettled.push(held);
-                    }
+        for deployment in self.stored_deployments()? {
+            let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+            for workload in &deployment.workloads {
+                let reservation = self.store.reservation(twin, contract, &workload.name)?;
+                let held = (deployment.workload_id(&workload.name), workload.clone(), reservation);
+                if workload.result.state.is_okay() && !busy.contains(&(twin, contract)) {
+                    settled.push(held);
+                } else if workload.result.state != ResultState::Deleted {
+                    unsettled.push(held);
                 }
             }
         }
