@@ -225,6 +225,26 @@ pub fn headroom(report: &zos_planner::headroom::Headroom) -> String {
     out
 }
 
+/// A placed deployment's disks and their pools: `disk: ssd0, data: hdd1`.
+fn pools(assignment: &zos_planner::placement::Assignment) -> String {
+    assignment.pools.iter().map(|(workload, pool)| format!("{workload}: {pool}")).collect::<Vec<_>>().join(", ")
+}
+
+/// How many nodes refused an unplaced deployment for each resource: `mru: 3, sru: 1`.
+fn refusals(unplaced: &zos_planner::placement::Unplaced) -> String {
+    unplaced.refusals.iter().map(|(resource, n)| format!("{resource}: {n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The refused workloads of an unplaced deployment on its closest node, each with its shortfalls.
+fn closest(unplaced: &zos_planner::placement::Unplaced) -> String {
+    unplaced
+        .workloads
+        .iter()
+        .map(|wl| format!("{} ({}):\n{}", wl.name, wl.kind, details(wl)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Renders a placement.
 pub fn placement(report: &zos_planner::placement::PlaceReport) -> String {
     let placed = report.assignments.iter().filter(|a| a.node.is_some()).count();
@@ -246,24 +266,31 @@ pub fn placement(report: &zos_planner::placement::PlaceReport) -> String {
          balance, deployments left unplaced for max-placed; lower bound: no placement can do better; gap: \
          value - bound; fragmentation of a node: 1 - its largest free pool / all its free disk)\n\n",
     );
-    let mut assignments = new_table(&["twin", "contract", "node"]);
+    let mut assignments = new_table(&["twin", "contract", "node", "pools"]);
     for a in &report.assignments {
         assignments.add_row(vec![
             a.twin_id.to_string(),
             a.contract_id.to_string(),
             a.node.clone().unwrap_or_else(|| "-".into()),
+            pools(a),
         ]);
     }
     out.push_str(&format!("{assignments}\n"));
     if !report.unplaced.is_empty() {
-        let mut unplaced = new_table(&["twin", "contract", "why (nodes refusing, per resource)"]);
+        let mut unplaced =
+            new_table(&["twin", "contract", "nodes refusing, per resource", "closest node", "its shortfalls there"]);
         for u in &report.unplaced {
-            let why: Vec<String> = u.refusals.iter().map(|(resource, n)| format!("{resource}: {n}")).collect();
-            let mut why = why.join(", ");
+            let mut why = refusals(u);
             if let Some(message) = &u.message {
                 why = format!("{why} ({message})");
             }
-            unplaced.add_row(vec![u.twin_id.to_string(), u.contract_id.to_string(), why]);
+            unplaced.add_row(vec![
+                u.twin_id.to_string(),
+                u.contract_id.to_string(),
+                why,
+                u.best_node.clone().unwrap_or_else(|| "-".into()),
+                closest(u),
+            ]);
         }
         out.push_str(&format!("\nNot placed\n{unplaced}\n"));
     }
@@ -364,14 +391,17 @@ pub fn placement_csv(report: &zos_planner::placement::PlaceReport) -> String {
                 .iter()
                 .find(|u| u.twin_id == a.twin_id && u.contract_id == a.contract_id)
                 .map(|u| {
-                    let mut why: Vec<String> =
-                        u.refusals.iter().map(|(resource, n)| format!("{resource}: {n}")).collect();
+                    let mut why = vec![refusals(u)];
                     why.extend(u.message.clone());
+                    why.extend(u.best_node.as_ref().map(|node| format!("closest node {node}")));
+                    why.extend(
+                        u.workloads.iter().map(|wl| format!("{}: {}", wl.name, details(wl).replace('\n', "; "))),
+                    );
                     why.join("; ")
                 })
                 .unwrap_or_default();
-            vec![a.twin_id.to_string(), a.contract_id.to_string(), a.node.clone().unwrap_or_default(), why]
+            vec![a.twin_id.to_string(), a.contract_id.to_string(), a.node.clone().unwrap_or_default(), why, pools(a)]
         })
         .collect();
-    csv(&["twin_id", "contract_id", "node", "why_not_placed"], &rows)
+    csv(&["twin_id", "contract_id", "node", "why_not_placed", "pools"], &rows)
 }

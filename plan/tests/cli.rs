@@ -548,7 +548,7 @@ fn item12_csv_for_place_and_headroom() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "twin_id,contract_id,node,why_not_placed");
+    assert_eq!(lines[0], "twin_id,contract_id,node,why_not_placed,pools");
     assert_eq!(lines.len(), 11, "a header and one row per deployment: {text}");
     assert!(lines.iter().skip(1).all(|line| line.split(',').count() >= 4), "{text}");
     assert!(lines.iter().any(|line| line.contains(",,")), "the 64-vCPU request is not placed: {text}");
@@ -616,6 +616,35 @@ fn item9_place_explains_the_milp_and_its_numbers() {
     let ran = json_of(&place_examples(&["--time-limit", "5", "--json"]));
     let milp = ran["milp"].as_str().expect("milp field");
     assert!(milp.starts_with("ran: ") || milp.starts_with("skipped: "), "{milp}");
+}
+
+/// Item 9: each placed deployment names its node and the pool of each disk (as that node's ledger
+/// chose it); each unplaced one names the node that came closest and its shortfalls there, with numbers.
+#[test]
+fn item9_place_gives_pools_and_the_closest_nodes_shortfalls() {
+    let report = json_of(&place_examples(&["--json"]));
+    let assignments = report["assignments"].as_array().expect("assignments");
+    for a in assignments.iter().filter(|a| a["node"].is_string()) {
+        let pools = a["pools"].as_object().expect("a placed deployment lists its pools");
+        assert!(!pools.is_empty(), "{a}");
+        let node = report["nodes"].as_array().expect("nodes").iter().find(|n| n["name"] == a["node"]).expect("node");
+        assert!(node["placed"].as_u64().expect("placed") > 0);
+    }
+    let unplaced = &report["unplaced"][0];
+    assert_eq!(unplaced["contract_id"], 10, "{report}");
+    assert_eq!(unplaced["best_node"], "n3", "the 16-thread node with the most free memory: {unplaced}");
+    let vm = &unplaced["workloads"][0];
+    assert_eq!(vm["verdict"], "reject");
+    let mru = vm["shortfalls"].as_array().expect("shortfalls").iter().find(|s| s["resource"] == "mru").expect("mru");
+    assert_eq!(mru["requested"], 512u64 << 30);
+    assert!(mru["available"].as_u64().expect("available") < 64u64 << 30);
+
+    let text = String::from_utf8_lossy(&place_examples(&[]).stdout).into_owned();
+    assert!(text.contains("closest node"), "{text}");
+    assert!(text.contains("mru: 512 GiB requested"), "{text}");
+    let csv = String::from_utf8_lossy(&place_examples(&["--csv"]).stdout).into_owned();
+    assert!(csv.lines().next().expect("header").ends_with(",pools"), "{csv}");
+    assert!(csv.contains("closest node n3"), "{csv}");
 }
 
 /// `headroom --scenario` judges the requests with `check`'s rules: a request for a contract the node

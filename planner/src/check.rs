@@ -1,6 +1,6 @@
 //! `zos-plan check`: a scenario evaluated without side effects, as a serializable report.
 
-use crate::admission::{DeploymentVerdict, InvalidWorkload, same_deployment};
+use crate::admission::{DeploymentVerdict, InvalidWorkload, WorkloadVerdict, same_deployment};
 use crate::ledger::{Ledger, Usage};
 use crate::verdict::{Assignment, Shortfall, Verdict};
 use serde::Serialize;
@@ -56,6 +56,24 @@ pub struct WorkloadReport {
     /// Validation message, or why an admission was rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl WorkloadReport {
+    /// The report of a judged workload: its assignment, or every shortfall.
+    pub fn judged(judged: WorkloadVerdict) -> WorkloadReport {
+        let (verdict, assignment, shortfalls) = match judged.verdict {
+            Verdict::Admit(assignment) => ("admit", assignment, Vec::new()),
+            Verdict::Reject(shortfalls) => ("reject", Assignment::default(), shortfalls),
+        };
+        WorkloadReport {
+            name: judged.name,
+            kind: judged.kind.to_string(),
+            verdict,
+            assignment,
+            shortfalls,
+            message: judged.note,
+        }
+    }
 }
 
 /// Evaluates a scenario: holds the existing deployments, then admits the requests in order.
@@ -124,23 +142,7 @@ pub fn check_with_ledger(scenario: &Scenario) -> (CheckReport, Ledger) {
                         n if n == verdicts.len() => "admit",
                         _ => "partial",
                     };
-                    let workloads = verdicts
-                        .into_iter()
-                        .map(|wl| {
-                            let (verdict, assignment, shortfalls) = match wl.verdict {
-                                Verdict::Admit(assignment) => ("admit", assignment, Vec::new()),
-                                Verdict::Reject(shortfalls) => ("reject", Assignment::default(), shortfalls),
-                            };
-                            WorkloadReport {
-                                name: wl.name,
-                                kind: wl.kind.to_string(),
-                                verdict,
-                                assignment,
-                                shortfalls,
-                                message: wl.note,
-                            }
-                        })
-                        .collect();
+                    let workloads = verdicts.into_iter().map(WorkloadReport::judged).collect();
                     (verdict, None, workloads)
                 }
             };

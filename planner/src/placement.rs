@@ -12,6 +12,7 @@
 #![allow(clippy::arithmetic_side_effects)]
 
 use crate::admission::DeploymentVerdict;
+use crate::check::WorkloadReport;
 use crate::ledger::Ledger;
 use crate::verdict::Verdict;
 use good_lp::{
@@ -83,6 +84,9 @@ pub struct Assignment {
     pub contract_id: u64,
     /// The node's name, or `null` when it could not be placed.
     pub node: Option<String>,
+    /// The pool each of its disks went to (workload name to pool name), as that node's ledger chose.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, String>,
 }
 
 /// Why a deployment could not be placed, summarised over the nodes.
@@ -98,6 +102,13 @@ pub struct Unplaced {
     /// Validation message of an invalid deployment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The node that came closest to taking it, as the farm ends: the fewest refused resources, then
+    /// the smallest shortfall relative to the demand. `null` for an invalid deployment or an empty farm.
+    pub best_node: Option<String>,
+    /// Its refused workloads on that node, each with every shortfall and its numbers (as `check`
+    /// reports them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadReport>,
 }
 
 /// A node after placement.
@@ -232,6 +243,22 @@ fn shares(part: &Capacity, whole: &Capacity) -> impl Iterator<Item = f64> {
     .into_iter()
     .filter(|&(_, whole)| whole > 0)
     .map(|(part, whole)| part as f64 / whole as f64)
+}
+
+/// How far a node's free capacity is from a demand: the sum, over the resources the demand exceeds, of
+/// the missing part relative to the demand.
+fn deficit(free: &Capacity, demand: &Capacity) -> f64 {
+    [
+        (demand.cru, free.cru),
+        (demand.mru.bytes(), free.mru.bytes()),
+        (demand.sru.bytes(), free.sru.bytes()),
+        (demand.hru.bytes(), free.hru.bytes()),
+        (demand.ipv4u, free.ipv4u),
+    ]
+    .into_iter()
+    .filter(|&(want, have)| want > have)
+    .map(|(want, have)| (want - have) as f64 / want as f64)
+    .sum()
 }
 
 fn min_share(free: &Capacity, average: &Capacity) -> f64 {
@@ -635,26 +662,50 @@ impl<'a> Instance<'a> {
         Ok((assignment, matches!(solution.status(), SolutionStatus::Optimal)))
     }
 
-    /// Why a deployment is not placed: what each node, in its final state, refuses it for.
+    /// Why a deployment is not placed: what each node, in its final state, refuses it for, and the
+    /// verdict of the node that came closest.
     fn unplaced(&self, idx: usize, ledgers: &mut [Ledger]) -> Unplaced {
         let deployment = &self.requests[idx];
         let mut refusals = BTreeMap::new();
         let message = self.invalid[idx].clone();
+        let mut best_node = None;
+        let mut workloads = Vec::new();
         if message.is_some() {
             refusals.insert("invalid".to_string(), self.base.len());
         } else {
             let demand = self.demands[idx].unwrap_or_default();
-            for ledger in ledgers.iter_mut() {
+            let mut best: Option<((usize, u64), usize)> = None;
+            for (node, ledger) in ledgers.iter_mut().enumerate() {
                 let refused = totals_refusal(ledger, &demand);
                 let outcome = if refused.is_empty() { probe_whole(ledger, deployment) } else { Err(refused) };
-                if let Err(resources) = outcome {
-                    for resource in resources.into_iter().collect::<BTreeSet<_>>() {
-                        *refusals.entry(resource).or_insert(0) += 1;
-                    }
+                let resources: BTreeSet<String> = outcome.err().unwrap_or_default().into_iter().collect();
+                let rank = (resources.len(), scale(deficit(&ledger.usage().free, &demand)));
+                if best.is_none_or(|(closest, _)| rank < closest) {
+                    best = Some((rank, node));
+                }
+                for resource in resources {
+                    *refusals.entry(resource).or_insert(0) += 1;
                 }
             }
+            if let Some((_, node)) = best {
+                let ledger = &mut ledgers[node];
+                let (verdict, undo) = ledger.admit_whole(deployment);
+                ledger.undo(undo);
+                if let DeploymentVerdict::Judged(verdicts) = verdict {
+                    workloads =
+                        verdicts.into_iter().filter(|it| !it.verdict.is_admit()).map(WorkloadReport::judged).collect();
+                }
+                best_node = Some(self.farm.nodes[node].name.clone());
+            }
         }
-        Unplaced { twin_id: deployment.twin_id, contract_id: deployment.contract_id, refusals, message }
+        Unplaced {
+            twin_id: deployment.twin_id,
+            contract_id: deployment.contract_id,
+            refusals,
+            message,
+            best_node,
+            workloads,
+        }
     }
 }
 
@@ -666,6 +717,18 @@ fn solver() -> impl good_lp::Solver<Model = good_lp::solvers::highs::HighsProble
 #[cfg(not(feature = "highs"))]
 fn solver() -> impl good_lp::Solver<Model = good_lp::solvers::microlp::MicroLpProblem> {
     good_lp::microlp
+}
+
+/// The pool of each disk of a deployment that a ledger holds.
+fn pools(ledger: &Ledger, deployment: &Deployment) -> BTreeMap<String, String> {
+    deployment
+        .workloads
+        .iter()
+        .filter_map(|wl| {
+            let reservation = ledger.reservation(&deployment.workload_id(&wl.name))?;
+            Some((wl.name.clone(), ledger.assignment(reservation).pool?))
+        })
+        .collect()
 }
 
 /// Places `requests` on the nodes of `farm`.
@@ -722,6 +785,7 @@ pub fn place(farm: &Farm, requests: &[Deployment], options: &PlacementOptions) -
             twin_id: dl.twin_id,
             contract_id: dl.contract_id,
             node: node.map(|n| farm.nodes[n].name.clone()),
+            pools: node.map(|n| pools(&ledgers[n], dl)).unwrap_or_default(),
         })
         .collect();
     let unplaced = (0..requests.len())
