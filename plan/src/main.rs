@@ -315,7 +315,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let report = place(&farm, &requests.requests, &options);
             spinner.finish_and_clear();
             if let Some(path) = plot {
-                write_file(&path, &plot::utilization_svg(&report)).map_err(|err| Failure::bad_input(err.error))?;
+                let picture = plot::render(&report, plot::Format::of(&path))?;
+                write_file(&path, &picture).map_err(|err| Failure::bad_input(err.error))?;
             }
             if csv { print(&table::placement_csv(&report)) } else { render(json, &report, table::placement) }
         }
@@ -346,8 +347,8 @@ fn ledger_after(scenario: &Scenario) -> Ledger {
     zos_planner::check::check_with_ledger(scenario).1
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display())).map_err(Failure::from)
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display())).map_err(Failure::from)
 }
 
 /// Prints to stdout; a closed pipe (`| head`) is not an error.

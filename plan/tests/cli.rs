@@ -225,6 +225,97 @@ fn place_json_and_plot() {
     assert!(bars >= 4 * 4, "four bars per node, got {bars}");
 }
 
+/// The size and colour type of a PNG, from its IHDR chunk.
+fn png_header(bytes: &[u8]) -> (u32, u32, u8) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    (word(16), word(20), bytes[25])
+}
+
+/// Every text of an SVG, and its width.
+fn svg_texts(svg: &str) -> (f64, Vec<(f64, String)>) {
+    let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
+    let width: f64 = doc.root_element().attribute("width").expect("width").parse().expect("number");
+    let texts = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| {
+            let x = n.attribute("x").and_then(|x| x.parse().ok()).unwrap_or(0.0);
+            (x, n.text().unwrap_or_default().to_string())
+        })
+        .collect();
+    (width, texts)
+}
+
+/// Item 10: `--plot x.png` writes a PNG (opaque), anything else an SVG; a small farm is drawn node by
+/// node, a large one as distributions of a bounded size; both have a title with the unplaced count,
+/// axis titles, a legend inside the picture and the reserved memory marked.
+#[test]
+fn item10_plot_png_and_svg_for_small_and_large_farms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = dir.path().join("small.png");
+    let svg = dir.path().join("small.svg");
+    for path in [&png, &svg] {
+        json_of(&place_examples(&["--time-limit", "0", "--plot", path.to_str().expect("path"), "--json"]));
+    }
+    let bytes = std::fs::read(&png).expect("png written");
+    let (width, height, colour) = png_header(&bytes);
+    assert!((760..=4000).contains(&width) && (400..=1200).contains(&height), "{width}x{height}");
+    assert_eq!(colour, 2, "RGB without alpha: an opaque background");
+
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    let (width, texts) = svg_texts(&text);
+    let all: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+    for wanted in ["9 of 10 deployments placed", "1 not placed", "utilization (%)", "node", "cpu", "ssd", "hdd", "gpu1"]
+    {
+        assert!(all.iter().any(|t| t.contains(wanted)), "{wanted:?} in {all:?}");
+    }
+    assert!(all.iter().any(|t| t.contains("memory reserved for the system")), "{all:?}");
+    assert!(texts.iter().all(|(x, _)| *x < width - 100.0), "every text starts inside the picture: {texts:?}");
+
+    // A farm too large for bars per node: 300 nodes, 40 deployments.
+    let node = serde_json::json!({"cru": 32, "mru": 128u64 << 30,
+        "pools": [{"name": "ssd0", "kind": "ssd", "size": 2u64 << 40}]});
+    let nodes: Vec<serde_json::Value> =
+        (0..300).map(|i| serde_json::json!({"name": format!("node-{i}"), "node": node})).collect();
+    let farm = dir.path().join("farm.json");
+    std::fs::write(&farm, serde_json::json!({"nodes": nodes}).to_string()).expect("farm");
+    let requests: Vec<serde_json::Value> = (0..40)
+        .map(|i| {
+            serde_json::json!({"twin_id": 1, "contract_id": i + 1, "workloads": [{"name": "disk", "type": "zmount",
+                "data": {"size": 600u64 << 30}}]})
+        })
+        .collect();
+    let requests_path = dir.path().join("requests.json");
+    std::fs::write(&requests_path, serde_json::json!({"requests": requests}).to_string()).expect("requests");
+    for name in ["large.svg", "large.png"] {
+        let path = dir.path().join(name);
+        let out = zos_plan(&[
+            "place",
+            "--farm",
+            farm.to_str().expect("path"),
+            "--requests",
+            requests_path.to_str().expect("path"),
+            "--plot",
+            path.to_str().expect("path"),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        if name.ends_with(".png") {
+            let (width, height, _) = png_header(&std::fs::read(&path).expect("png"));
+            assert!(width <= 1600 && height <= 1200, "bounded at any farm size: {width}x{height}");
+        } else {
+            let (width, texts) = svg_texts(&std::fs::read_to_string(&path).expect("svg"));
+            assert!(width <= 1600.0, "{width}");
+            let all: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+            for wanted in ["40 of 40 deployments placed", "share of nodes (%)", "Nodes per 10% band", "not placed: 0"] {
+                assert!(all.iter().any(|t| t.contains(wanted)), "{wanted:?} in {all:?}");
+            }
+            assert!(!all.iter().any(|t| t.contains("node-299")), "no per-node labels at 300 nodes");
+        }
+    }
+}
+
 #[test]
 fn place_refuses_unknown_objective() {
     let out = place_examples(&["--objective", "cheapest"]);

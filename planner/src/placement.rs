@@ -131,6 +131,8 @@ pub struct Utilization {
     pub cru: f64,
     /// Memory, reserved part included.
     pub mru: f64,
+    /// The part of `mru` reserved for the system (what an empty node shows).
+    pub mru_reserved: f64,
     /// SSD pools.
     pub sru: f64,
     /// HDD pools.
@@ -204,6 +206,7 @@ fn utilization(ledger: &Ledger) -> Utilization {
     Utilization {
         cru: ratio(usage.used.cru, cpu_total),
         mru: ratio(usage.used.mru.bytes().saturating_add(usage.reserved.mru.bytes()), usage.total.mru.bytes()),
+        mru_reserved: ratio(usage.reserved.mru.bytes(), usage.total.mru.bytes()),
         sru: ratio(usage.used.sru.bytes(), usage.total.sru.bytes()),
         hru: ratio(usage.used.hru.bytes(), usage.total.hru.bytes()),
     }
