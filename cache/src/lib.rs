@@ -34,4 +34,4 @@ mod store;
 pub use consistency::{Drift, holds_capacity};
 pub use error::StoreError;
 pub use job::{Job, JobId, JobOp};
-pub use store::{Pending, SCHEMA_VERSION, Store, Txn};
+pub use store::{Commit, Pending, SCHEMA_VERSION, Store, Txn};

@@ -329,6 +329,12 @@ impl Store {
         }
     }
 
+    /// Returns once `commit` is durable (with the changes applied before it): group commit, as
+    /// [`Pending::wait`].
+    pub fn wait(&self, commit: Commit) -> Result<(), StoreError> {
+        self.wait_durable(commit.0)
+    }
+
     /// Makes everything applied so far durable (a reader that must act only on durable state, such as
     /// the job loop, calls it first); free when nothing is pending.
     pub fn sync_applied(&self) -> Result<(), StoreError> {
@@ -338,7 +344,7 @@ impl Store {
     /// Starts an atomic, durable change. Only one runs at a time; reads outside it see committed state.
     pub fn begin(&self) -> Txn<'_> {
         let guard = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Txn { store: self, _guard: guard, pending: BTreeMap::new() }
+        Txn { store: self, _guard: guard, pending: BTreeMap::new(), journal: None }
     }
 
     pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -468,7 +474,12 @@ pub struct Txn<'a> {
     store: &'a Store,
     _guard: MutexGuard<'a, ()>,
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Inside [`Txn::unit`]: each staged key with what was staged for it before, to take it back.
+    journal: Option<Vec<Staged>>,
 }
+
+/// A key and what was staged for it before a change inside a unit (`None`: nothing was).
+type Staged = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 impl<'a> Txn<'a> {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -483,11 +494,43 @@ impl<'a> Txn<'a> {
     }
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        self.pending.insert(key, Some(encode(value)));
+        self.stage(key, Some(encode(value)));
     }
 
     fn remove(&mut self, key: Vec<u8>) {
-        self.pending.insert(key, None);
+        self.stage(key, None);
+    }
+
+    fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let before = self.pending.insert(key.clone(), value);
+        if let Some(journal) = &mut self.journal {
+            journal.push((key, before));
+        }
+    }
+
+    /// Runs `change` as one unit of the transaction: when it fails, everything it staged is taken back
+    /// and the transaction is as it was before it (a batch of user actions committed together, where
+    /// one action's failure must not leave half of it in the batch). Units nest.
+    pub fn unit<T, E>(&mut self, change: impl FnOnce(&mut Txn<'a>) -> Result<T, E>) -> Result<T, E> {
+        let outer = self.journal.replace(Vec::new());
+        let outcome = change(self);
+        let journal = std::mem::replace(&mut self.journal, outer).unwrap_or_default();
+        match &outcome {
+            Ok(_) => {
+                if let Some(outer) = &mut self.journal {
+                    outer.extend(journal);
+                }
+            }
+            Err(_) => {
+                for (key, before) in journal.into_iter().rev() {
+                    match before {
+                        Some(value) => self.pending.insert(key, value),
+                        None => self.pending.remove(&key),
+                    };
+                }
+            }
+        }
+        outcome
     }
 
     /// Keys under a prefix, committed and staged, minus staged removals.
@@ -755,4 +798,16 @@ impl Pending<'_> {
     pub fn wait(self) -> Result<(), StoreError> {
         self.store.wait_durable(self.seq)
     }
+
+    /// The change, apart from the store's borrow: to hand to the other callers of a batch committed
+    /// together, each of which waits with [`Store::wait`].
+    pub fn detach(self) -> Commit {
+        Commit(self.seq)
+    }
 }
+
+/// A change applied but maybe not durable yet, as [`Pending::detach`] gives it; copies wait for the same
+/// change.
+#[must_use = "a commit is durable only once `Store::wait` returned Ok"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit(u64);

@@ -247,3 +247,28 @@ fn unknown_schema_is_refused() {
     assert!(matches!(err, StoreError::UnknownSchema { .. }), "{err}");
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+/// A batch of user actions in one transaction: a unit that fails (here a second network of the same
+/// name, a conflict found after the unit staged its deployment) leaves nothing of itself behind, while
+/// the units before and after it are committed; nested units roll back only themselves.
+#[test]
+fn failed_unit_leaves_nothing_and_the_batch_goes_on() {
+    let (_dir, store) = store();
+    let mut txn = store.begin();
+    txn.unit(|txn| txn.create(&deployment(1, 10, vec![workload("net", "network")]))).expect("first unit");
+    let conflict =
+        txn.unit(|txn| txn.create(&deployment(1, 11, vec![workload("vm", "zmount"), workload("net", "network")])));
+    assert!(matches!(conflict, Err(StoreError::DeploymentConflict(_))), "{conflict:?}");
+    txn.unit(|txn| {
+        txn.create(&deployment(1, 12, vec![workload("disk", "zmount")]))?;
+        let inner = txn.unit(|txn| txn.create(&deployment(1, 12, vec![])));
+        assert!(matches!(inner, Err(StoreError::DeploymentExists)));
+        Ok::<_, StoreError>(())
+    })
+    .expect("third unit, with a failed inner unit");
+    txn.commit().expect("commit");
+    assert_eq!(store.get(1, 10).expect("first").workloads.len(), 1);
+    assert!(matches!(store.get(1, 11), Err(StoreError::DeploymentNotExists)), "nothing of the failed unit");
+    assert_eq!(store.get(1, 12).expect("third").workloads.len(), 1);
+    create(&store, &deployment(1, 11, vec![workload("vm", "zmount")])).expect("contract 11 was left free");
+}

@@ -99,15 +99,25 @@ impl Ledger {
     /// fails); otherwise the ledger is as it was and the undo is empty. The cost is that of the
     /// deployment's workloads, whatever the ledger holds: no copy of the ledger is made.
     pub fn admit_whole(&mut self, deployment: &Deployment) -> (DeploymentVerdict, Undo) {
-        if let Some(invalid) = invalid(deployment) {
-            return (invalid, Undo::default());
+        match invalid(deployment) {
+            Some(invalid) => (invalid, Undo::default()),
+            None => {
+                let (verdicts, undo) = self.admit_whole_validated(deployment);
+                (DeploymentVerdict::Judged(verdicts), undo)
+            }
         }
+    }
+
+    /// [`Ledger::admit_whole`] for a deployment the caller has validated already (the node's door
+    /// validates before it checks signatures, ZOS's order, and does not validate twice): each workload's
+    /// verdict, in the order they were walked.
+    pub fn admit_whole_validated(&mut self, deployment: &Deployment) -> (Vec<WorkloadVerdict>, Undo) {
         let (verdicts, undo) = self.walk(deployment);
         if verdicts.iter().all(|it| it.verdict.is_admit()) {
-            (DeploymentVerdict::Judged(verdicts), undo)
+            (verdicts, undo)
         } else {
             self.undo(undo);
-            (DeploymentVerdict::Judged(verdicts), Undo::default())
+            (verdicts, Undo::default())
         }
     }
 

@@ -7,13 +7,14 @@
 //! commit. The job loop runs workloads in ZOS's order; a workload that fails releases its reservation,
 //! a failed delete keeps it.
 
+use crate::door::{Door, Reply};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
-use zos_cache::{Job, JobId, JobOp, Store, StoreError};
+use zos_cache::{Commit, Job, JobId, JobOp, Store, StoreError};
 use zos_interfaces::provision::{Counters, StateChange, UsersCounters};
 use zos_planner::order::{failed_dependencies, install_order, uninstall_order};
-use zos_planner::{DeploymentVerdict, Ledger, Undo, WorkloadVerdict};
+use zos_planner::{Ledger, Undo, WorkloadVerdict};
 use zos_types::scenario::{NodeSpec, Policy};
 use zos_types::{
     Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, TwinRequest, Unit, Workload, WorkloadId,
@@ -32,6 +33,9 @@ pub enum EngineError {
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A fault of the engine itself (a request lost inside it).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl EngineError {
@@ -43,7 +47,7 @@ impl EngineError {
             EngineError::Store(StoreError::DeploymentExists) => "exists",
             EngineError::Store(StoreError::DeploymentConflict(_)) => "conflict",
             EngineError::Store(StoreError::DeploymentNotExists | StoreError::WorkloadNotExist) => "not_found",
-            EngineError::Store(_) => "internal",
+            EngineError::Store(_) | EngineError::Internal(_) => "internal",
         }
     }
 }
@@ -94,6 +98,25 @@ pub struct Engine<K> {
     newest_result: std::sync::atomic::AtomicI64,
     /// Signatures of twin requests seen within the replay window, with their timestamps.
     seen: Mutex<HashMap<String, i64>>,
+    /// Creates, decided in batches that share one store change and one fsync.
+    door: Door<Create, Decision>,
+}
+
+/// A create that passed validation and the signature check, waiting at the door.
+struct Create {
+    twin: u32,
+    deployment: Deployment,
+    now: Timestamp,
+}
+
+/// The door's answer to a create.
+enum Decision {
+    /// Applied to the store with its batch; durable once the commit is.
+    Accepted(JobId, Commit),
+    /// It does not fit; nothing was stored and nothing waits.
+    Refused(Vec<WorkloadVerdict>),
+    /// Refused by the store (`exists`, `conflict`), or the batch's commit failed.
+    Failed(EngineError),
 }
 
 /// How far a twin request's timestamp may be from the node's clock, either way, in seconds.
@@ -127,6 +150,7 @@ impl<K: KeyGetter> Engine<K> {
             os_memory: None,
             newest_result: std::sync::atomic::AtomicI64::new(0),
             seen: Mutex::new(HashMap::new()),
+            door: Door::default(),
         };
         let newest = engine
             .stored_deployments()?
@@ -204,7 +228,7 @@ impl<K: KeyGetter> Engine<K> {
 
     /// `CreateOrUpdate` for a new deployment: validate, verify, admit at the door, then store the
     /// deployment, its reservations and its job in one durable commit.
-    pub fn create(&self, twin: u32, mut deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
+    pub fn create(&self, twin: u32, deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
         deployment.validate().map_err(EngineError::Invalid)?;
         if deployment.twin_id != twin {
             return Err(EngineError::Forbidden(format!(
@@ -218,38 +242,83 @@ impl<K: KeyGetter> Engine<K> {
                 "expected version to be 0 on deployment creation: invalid version".into(),
             ));
         }
-        // Admission in place, no copy of the ledger: a refusal or a failed commit is taken back.
+        let create = Create { twin, deployment, now };
+        let decision = self
+            .door
+            .submit(create, |batch| self.decide_creates(batch))
+            .ok_or_else(|| EngineError::Internal("the create was dropped undecided".into()))?;
+        match decision {
+            Decision::Accepted(job, commit) => {
+                self.store.wait(commit)?;
+                Ok(Outcome::Accepted(job))
+            }
+            Decision::Refused(verdicts) => Ok(Outcome::Refused(verdicts)),
+            Decision::Failed(err) => Err(err),
+        }
+    }
+
+    /// Decides a batch of creates in order, each admitted in place (no copy of the ledger) and taken
+    /// back when refused; the admitted ones are staged as units of one store change, applied once,
+    /// whose fsync their callers share. A refusal is answered at once and waits for no fsync.
+    fn decide_creates(&self, batch: Vec<(Create, Reply<Decision>)>) {
         let mut ledger = self.deciding_ledger();
-        let (verdict, undo) = ledger.admit_whole(&deployment);
-        let verdicts = match verdict {
-            DeploymentVerdict::Judged(verdicts) => verdicts,
-            DeploymentVerdict::Invalid { message, .. } => return Err(EngineError::Invalid(message)),
-        };
-        if verdicts.iter().any(|it| !it.verdict.is_admit()) {
-            return Ok(Outcome::Refused(verdicts));
-        }
-        for workload in &mut deployment.workloads {
-            workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
-        }
-        let committed = (|| {
-            let mut txn = self.store.begin();
-            txn.create(&deployment)?;
-            for workload in &deployment.workloads {
-                let id = deployment.workload_id(&workload.name);
-                if let Some(reservation) = ledger.reservation(&id) {
-                    txn.reserve(twin, deployment.contract_id, &workload.name, &ledger.record(reservation));
+        let mut txn = self.store.begin();
+        let mut accepted = Vec::new();
+        for (Create { twin, mut deployment, now }, reply) in batch {
+            // `create` validated it before the signature check.
+            let (verdicts, undo) = ledger.admit_whole_validated(&deployment);
+            if verdicts.iter().any(|it| !it.verdict.is_admit()) {
+                reply.send(Decision::Refused(verdicts));
+                continue;
+            }
+            for workload in &mut deployment.workloads {
+                workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
+            }
+            let staged = txn.unit(|txn| {
+                txn.create(&deployment)?;
+                for workload in &deployment.workloads {
+                    let id = deployment.workload_id(&workload.name);
+                    if let Some(reservation) = ledger.reservation(&id) {
+                        txn.reserve(twin, deployment.contract_id, &workload.name, &ledger.record(reservation));
+                    }
+                }
+                txn.enqueue(&Job {
+                    op: JobOp::Provision,
+                    twin,
+                    contract: deployment.contract_id,
+                    reason: String::new(),
+                    remove: Vec::new(),
+                })
+            });
+            match staged {
+                Ok(job) => accepted.push((undo, job, reply)),
+                Err(err) => {
+                    ledger.undo(undo);
+                    reply.send(Decision::Failed(err.into()));
                 }
             }
-            let job = txn.enqueue(&Job {
-                op: JobOp::Provision,
-                twin,
-                contract: deployment.contract_id,
-                reason: String::new(),
-                remove: Vec::new(),
-            })?;
-            Ok::<_, EngineError>((job, txn.commit_deferred()?))
-        })();
-        Self::accept(ledger, undo, committed)
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        match txn.commit_deferred() {
+            Ok(pending) => {
+                drop(ledger);
+                let commit = pending.detach();
+                for (_, job, reply) in accepted {
+                    reply.send(Decision::Accepted(job, commit));
+                }
+            }
+            Err(err) => {
+                // Nothing of the batch was applied: every admission is taken back, newest first.
+                let mut first = Some(err);
+                for (undo, _, reply) in accepted.into_iter().rev() {
+                    ledger.undo(undo);
+                    let err = first.take().unwrap_or(StoreError::Poisoned);
+                    reply.send(Decision::Failed(err.into()));
+                }
+            }
+        }
     }
 
     /// The end of an admission: a change that could not be applied is taken back from the ledger; an

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod door;
 pub mod engine;
 pub mod modules;
 mod service;

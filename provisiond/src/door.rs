@@ -1,0 +1,163 @@
+//! The door: concurrent requests decided in batches by one caller at a time (flat combining).
+//!
+//! Each caller queues its request. When no one is deciding, the caller becomes the decider: it takes
+//! every queued request as one batch and decides them together (the engine admits each in turn and
+//! commits the admitted ones as one store change, so a batch shares one apply and one fsync), then
+//! takes the next batch, until its own request is answered; it then hands the door to the first caller
+//! still waiting. Nobody is woken but the callers answered and the next decider; no thread of its own
+//! is needed, and a request queued while a batch is decided is in the next one.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Mutex, MutexGuard};
+
+/// What a waiting caller is told: its answer, or that it decides next.
+enum Message<A> {
+    Decided(A),
+    Decide,
+}
+
+/// Where the answer to one request goes; each request of a batch gets exactly one.
+pub struct Reply<A>(SyncSender<Message<A>>);
+
+impl<A> Reply<A> {
+    /// Answers the request.
+    pub fn send(self, answer: A) {
+        // The caller is blocked on its receiver until it hears; it cannot have gone.
+        let _ = self.0.send(Message::Decided(answer));
+    }
+}
+
+struct Queue<R, A> {
+    waiting: Vec<(R, Reply<A>)>,
+    deciding: bool,
+}
+
+/// Requests of type `R` answered with `A`, decided in batches.
+pub struct Door<R, A> {
+    queue: Mutex<Queue<R, A>>,
+}
+
+impl<R, A> Default for Door<R, A> {
+    fn default() -> Self {
+        Door { queue: Mutex::new(Queue { waiting: Vec::new(), deciding: false }) }
+    }
+}
+
+/// The decider's turn; when it ends (answered, or unwinding from a panic in `decide`) the door goes
+/// to the first caller still waiting, or is left free.
+struct Turn<'a, R, A>(&'a Door<R, A>);
+
+impl<R, A> Drop for Turn<'_, R, A> {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        match queue.waiting.first() {
+            Some((_, next)) => {
+                let _ = next.0.send(Message::Decide);
+            }
+            None => queue.deciding = false,
+        }
+    }
+}
+
+impl<R, A> Door<R, A> {
+    fn lock(&self) -> MutexGuard<'_, Queue<R, A>> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `request` and returns its answer. `decide` gets batches of queued requests, in the order
+    /// they came, and must answer each through its [`Reply`]. `None` when the request was dropped
+    /// unanswered (`decide` panicked or forgot it).
+    pub fn submit(&self, request: R, decide: impl Fn(Vec<(R, Reply<A>)>)) -> Option<A> {
+        // Room for the turn and the answer, so that a sender never blocks.
+        let (sender, answers) = sync_channel(2);
+        let decides = {
+            let mut queue = self.lock();
+            queue.waiting.push((request, Reply(sender)));
+            !std::mem::replace(&mut queue.deciding, true)
+        };
+        if !decides {
+            match answers.recv().ok()? {
+                Message::Decided(answer) => return Some(answer),
+                Message::Decide => {}
+            }
+        }
+        let turn = Turn(self);
+        loop {
+            let batch = std::mem::take(&mut self.lock().waiting);
+            if !batch.is_empty() {
+                decide(batch);
+            }
+            if let Some(answer) = Self::answered(&answers) {
+                drop(turn);
+                return answer;
+            }
+        }
+    }
+
+    /// The decider's own answer, once a batch has given it (`Some(None)`: dropped unanswered).
+    fn answered(answers: &Receiver<Message<A>>) -> Option<Option<A>> {
+        match answers.try_recv() {
+            Ok(Message::Decided(answer)) => Some(Some(answer)),
+            Ok(Message::Decide) => None,
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every request is answered exactly once, with its own answer, whatever the interleaving; batches
+    /// really form under contention.
+    #[test]
+    fn every_request_gets_its_own_answer_and_batches_form() {
+        let door: Door<u64, u64> = Door::default();
+        let batches = AtomicUsize::new(0);
+        let largest = AtomicUsize::new(0);
+        let decide = |batch: Vec<(u64, Reply<u64>)>| {
+            batches.fetch_add(1, Ordering::SeqCst);
+            largest.fetch_max(batch.len(), Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            for (request, reply) in batch {
+                reply.send(request * 2);
+            }
+        };
+        std::thread::scope(|scope| {
+            for client in 0..16u64 {
+                let (door, decide) = (&door, &decide);
+                scope.spawn(move || {
+                    for i in 0..200 {
+                        let request = client * 1_000 + i;
+                        assert_eq!(door.submit(request, decide), Some(request * 2));
+                    }
+                });
+            }
+        });
+        let batches = batches.load(Ordering::SeqCst);
+        assert!(batches < 16 * 200, "{batches} batches for 3 200 requests");
+        assert!(largest.load(Ordering::SeqCst) > 1);
+        assert!(!door.lock().deciding && door.lock().waiting.is_empty(), "the door is left free");
+    }
+
+    /// A decider that panics does not lock the door: its batch hears nothing (`None`) and the next
+    /// caller decides.
+    #[test]
+    fn a_panicking_decider_leaves_the_door_usable() {
+        let door: Door<u64, u64> = Door::default();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            door.submit(1, |_batch| panic!("decide failed"));
+        }));
+        assert!(outcome.is_err());
+        assert_eq!(door.submit(2, |batch| batch.into_iter().for_each(|(r, reply)| reply.send(r + 1))), Some(3));
+    }
+
+    /// A request that `decide` drops unanswered is `None`, not a hang.
+    #[test]
+    fn a_dropped_request_is_none() {
+        let door: Door<u64, u64> = Door::default();
+        assert_eq!(door.submit(1, drop), None);
+    }
+}
