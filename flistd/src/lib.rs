@@ -10,13 +10,14 @@
 //! too. [`pack`] builds an `.fl` from a directory tree; [`unpack`] extracts one into a tree (the
 //! fallback where FUSE is not available), refusing unsafe archives.
 //!
-//! [`mount`] serves an flist read-only over FUSE, blocks fetched on first read. Not here yet: the
-//! HTTP and s3 stores, read-write overlays and the daemon.
+//! [`mount`] serves an flist read-only over FUSE, blocks fetched on first read. [`hub`] downloads
+//! `.fl` files over HTTP(S) into the cache, verified. Not here yet: the s3 store.
 
 #![warn(missing_docs)]
 
 pub mod block;
 mod error;
+pub mod hub;
 pub mod meta;
 pub mod mount;
 pub mod pack;
