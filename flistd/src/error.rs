@@ -80,4 +80,36 @@ pub enum FlistError {
         /// The limit.
         limit: u64,
     },
+    /// A mount name that is not one path component (ZOS: "invalid mount name").
+    #[error("invalid mount name '{0}'")]
+    InvalidName(String),
+    /// A read-write mount without a size for its new volume (ZOS's message).
+    #[error("invalid mount option, missing disk type")]
+    MissingDiskType,
+    /// An image this daemon does not mount (ZOS: "unknown extension"); g8ufs `.flist` images are not
+    /// supported, only rfs `.fl`.
+    #[error("unknown extension: '{0}' (only rfs .fl images are mounted)")]
+    Extension(String),
+    /// No live mount of that name.
+    #[error("{0}: flist not mounted")]
+    NotMounted(String),
+    /// A mount that could not be made.
+    #[error("mount {name}: {why}")]
+    Mount {
+        /// The mount's name.
+        name: String,
+        /// What failed.
+        why: String,
+    },
+    /// storaged refused or failed a volume operation.
+    #[error("volume {name}: {source}")]
+    Volume {
+        /// The volume.
+        name: String,
+        /// storaged's answer.
+        source: zos_zbus::ZbusError,
+    },
+    /// The daemon's state directory cannot be trusted or prepared.
+    #[error(transparent)]
+    StateDir(#[from] zos_interfaces::daemon::StateDirError),
 }
