@@ -136,3 +136,21 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_layout() {
+        let config: Config = toml::from_str("redis = \"unix:///r.sock\"\nroot = \"/x\"\n").expect("config");
+        let layout = config.layout();
+        assert_eq!(layout.flists, PathBuf::from("/x/flist"));
+        assert_eq!(layout.blocks, PathBuf::from("/x/blocks"));
+        assert_eq!(layout.mount_root, PathBuf::from("/x/mountpoint"));
+        assert_eq!(config.download.hub(), HubConfig::default());
+        assert_eq!((config.storage_module.as_str(), config.workers), ("storage", 4));
+        let err = toml::from_str::<Config>("redis = \"r\"\n[download]\nretry = 1\n").expect_err("typo");
+        assert!(err.to_string().contains("retry"), "{err}");
+    }
+}

@@ -344,6 +344,16 @@ fn daemon_mounts_read_only_over_zbus() {
         "the flist is cached by its md5"
     );
     assert_eq!(node.mount("web", MountOptions::read_only()), Ok(path.clone()), "an existing mount is returned");
+    // A second mount of the image the cache has (the hub publishes its md5): the .fl is not fetched again.
+    node.hub.forget();
+    let other = PathBuf::from(node.mount("web2", MountOptions::read_only()).expect("second mount"));
+    assert_same_bytes(&node.src, &other);
+    assert!(
+        node.hub.asked().iter().all(|asked| asked.path != "/user/image.fl"),
+        "the cached flist was used: {:?}",
+        node.hub.asked()
+    );
+    node.call(node.flist.unmount("web2".into())).expect("unmount web2");
     let pid = node.mount_pid("web");
     node.call(node.flist.unmount("web".into())).expect("unmount");
     assert!(!mounted(&expected), "unmounted");
@@ -386,6 +396,10 @@ fn daemon_refuses_what_zos_refuses() {
         MountOptions::read_only(),
     ));
     assert!(err.expect_err("404").contains("404"));
+    let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("http://127.0.0.1:{down}/user/image.fl");
+    let err = node.call(node.flist.mount("down".into(), url, MountOptions::read_only())).expect_err("hub down");
+    assert!(err.contains("hub unreachable") && err.contains("Connection refused"), "{err}");
 }
 
 #[test]

@@ -132,6 +132,31 @@ fn dir_routes_outside_the_allow_list_are_refused() {
     assert!(err.to_string().contains("not supported yet"), "{err}");
 }
 
+/// The daemon's mount processes enforce the allow-list themselves: `flistd mount --restrict-dirs` refuses
+/// an image whose `dir://` route is outside its `--allow-dir` directories before mounting anything.
+#[test]
+fn mount_processes_refuse_dir_routes_outside_their_allow_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::write(src.join("f"), b"x").expect("f");
+    let image = dir.path().join("image.fl");
+    zos_flistd::pack::pack(&src, &zos_flistd::store::DirStore::new(dir.path().join("store")), &image).expect("pack");
+    let allowed = dir.path().join("allowed");
+    std::fs::create_dir(&allowed).expect("allowed");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mnt");
+    let (image, mnt) = (image.to_str().expect("path"), mnt.to_str().expect("path"));
+    let out = flistd(&["mount", image, mnt, "--restrict-dirs", "--allow-dir", allowed.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("outside the allowed directories"), "{stderr}");
+    let out = flistd(&["mount", image, mnt, "--restrict-dirs"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the allowed directories"));
+    let out = flistd(&["mount", image, mnt, "--allow-dir", "/"]);
+    assert_eq!(out.status.code(), Some(2), "--allow-dir needs --restrict-dirs");
+}
+
 /// A free TCP port on 127.0.0.1.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
