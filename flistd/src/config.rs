@@ -153,4 +153,18 @@ mod tests {
         let err = toml::from_str::<Config>("redis = \"r\"\n[download]\nretry = 1\n").expect_err("typo");
         assert!(err.to_string().contains("retry"), "{err}");
     }
+
+    #[test]
+    fn the_example_configuration_is_the_defaults() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../etc/zos/flistd.toml")).expect("example");
+        let config: Config = toml::from_str(&text).expect("example parses");
+        let defaults: Config = toml::from_str(&format!("redis = {:?}", config.redis)).expect("minimal");
+        assert_eq!(config.layout(), defaults.layout());
+        assert_eq!(
+            (config.workers, &config.storage_module, &config.allow_dirs),
+            (4, &defaults.storage_module, &vec![])
+        );
+        assert_eq!(config.download.hub(), defaults.download.hub());
+    }
 }
