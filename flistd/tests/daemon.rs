@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use support::hub::Hub;
 use support::mounted;
 use support::tree::{files, source_tree};
-use zos_flistd::FlistError;
-use zos_flistd::store::Store;
 use zos_interfaces::flist::{FlistClient, MountOptions};
 use zos_interfaces::storage::{
     BrokenDevice, BrokenPool, Device, PoolMetrics, StorageModule, StorageServer, Usage, VDisk, Volume,
@@ -29,26 +27,6 @@ fn root_or_skip(test: &str) -> bool {
         return false;
     }
     true
-}
-
-/// Blocks where the hub serves them (`blocks/<hex[0:2]>/<hex>`), the hub's URL as the route.
-struct HubStore {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Store for HubStore {
-    fn get(&self, _id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
-        Ok(None)
-    }
-    fn set(&self, id: &[u8; 32], sealed: &[u8]) -> Result<(), FlistError> {
-        let name = hex::encode(id);
-        std::fs::create_dir_all(self.dir.join(&name[..2]))?;
-        Ok(std::fs::write(self.dir.join(&name[..2]).join(&name), sealed)?)
-    }
-    fn url(&self) -> String {
-        self.url.clone()
-    }
 }
 
 /// storaged as far as flistd uses it: volumes are tmpfs mounts of their size under `dir`.
@@ -192,7 +170,7 @@ impl Node {
         let src = dir.path().join("src");
         source_tree(&src);
         let image = dir.path().join("image.fl");
-        let store = HubStore { dir: hub.root.join("blocks"), url: format!("{}/blocks", hub.url()) };
+        let store = hub.store();
         zos_flistd::pack::pack(&src, &store, &image).expect("pack");
         let bytes = std::fs::read(&image).expect("image");
         let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes));

@@ -16,29 +16,7 @@ use support::tree::{assert_same_tree, files, source_tree};
 use zos_flistd::FlistError;
 use zos_flistd::hub::HubConfig;
 use zos_flistd::meta::Reader;
-use zos_flistd::store::{DirPolicy, Router, Store};
-
-/// A store that writes blocks where the test hub serves them (`blocks/<hex[0:2]>/<hex>`) and records the
-/// hub's URL as the route.
-struct HubStore {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Store for HubStore {
-    fn get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
-        let name = hex::encode(id);
-        Ok(std::fs::read(self.dir.join(&name[..2]).join(&name)).ok())
-    }
-    fn set(&self, id: &[u8; 32], sealed: &[u8]) -> Result<(), FlistError> {
-        let name = hex::encode(id);
-        std::fs::create_dir_all(self.dir.join(&name[..2]))?;
-        Ok(std::fs::write(self.dir.join(&name[..2]).join(&name), sealed)?)
-    }
-    fn url(&self) -> String {
-        self.url.clone()
-    }
-}
+use zos_flistd::store::{DirPolicy, Router};
 
 /// The source tree packed with its blocks on `hub` (`/blocks`) and its `.fl` at `/user/image.fl`;
 /// returns the source and the `.fl`'s bytes.
@@ -46,7 +24,7 @@ fn publish(hub: &Hub, dir: &Path) -> (PathBuf, Vec<u8>) {
     let src = dir.join("src");
     source_tree(&src);
     let image = dir.join("image.fl");
-    let store = HubStore { dir: hub.root.join("blocks"), url: format!("{}/blocks", hub.url()) };
+    let store = hub.store();
     zos_flistd::pack::pack(&src, &store, &image).expect("pack");
     let bytes = std::fs::read(&image).expect("image");
     hub.put("/user/image.fl", &bytes);
@@ -191,7 +169,7 @@ fn blocks_are_served_by_an_http_store() {
     let hostname = reader.lookup(hostname.ino, "hostname").expect("lookup").expect("hostname");
     let block = reader.blocks(hostname.ino).expect("blocks")[0];
     let name = block.hex_id();
-    std::fs::remove_file(hub.root.join("blocks").join(&name[..2]).join(&name)).expect("lose it");
+    std::fs::remove_file(hub.block_path(&name)).expect("lose it");
     let err = router.read(&block).expect_err("missing");
     assert!(matches!(err, FlistError::BlockNotFound(_)), "{err}");
     hub.down();
@@ -215,7 +193,7 @@ fn mount_reads_blocks_over_http() {
     let reader = Reader::open(&image).expect("open");
     let lost = reader.blocks(reader.lookup(1, "one-block").expect("l").expect("f").ino).expect("blocks")[0];
     let name = lost.hex_id();
-    std::fs::remove_file(hub.root.join("blocks").join(&name[..2]).join(&name)).expect("lose it");
+    std::fs::remove_file(hub.block_path(&name)).expect("lose it");
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).expect("mnt");
     let mut child = Command::new(env!("CARGO_BIN_EXE_flistd"))

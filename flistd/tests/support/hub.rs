@@ -12,6 +12,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A block store that writes blocks where the hub serves them (`blocks/<hex[0:2]>/<hex>`, rfs's
+/// layout) and records the hub's `http://.../blocks` as the route: what packing for this hub uses.
+pub struct HubStore {
+    dir: PathBuf,
+    url: String,
+}
+
+impl zos_flistd::store::Store for HubStore {
+    fn get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, zos_flistd::FlistError> {
+        let name = hex::encode(id);
+        Ok(std::fs::read(self.dir.join(&name[..2]).join(&name)).ok())
+    }
+    fn set(&self, id: &[u8; 32], sealed: &[u8]) -> Result<(), zos_flistd::FlistError> {
+        let name = hex::encode(id);
+        std::fs::create_dir_all(self.dir.join(&name[..2]))?;
+        Ok(std::fs::write(self.dir.join(&name[..2]).join(&name), sealed)?)
+    }
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
 /// What the hub was asked: the path and the `Range` header, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asked {
@@ -111,6 +133,16 @@ impl Hub {
 
     pub fn forget(&self) {
         self.asked.lock().expect("asked").clear();
+    }
+
+    /// The store of this hub's blocks.
+    pub fn store(&self) -> HubStore {
+        HubStore { dir: self.root.join("blocks"), url: format!("{}/blocks", self.url()) }
+    }
+
+    /// Where block `id` is served from.
+    pub fn block_path(&self, hex_id: &str) -> PathBuf {
+        self.root.join("blocks").join(&hex_id[..2]).join(hex_id)
     }
 
     /// Writes a file the hub serves at `/path`.
