@@ -400,10 +400,20 @@ impl Mounts {
         Ok(target)
     }
 
-    /// At start: FUSE mounts under the daemon's directories whose server is gone are detached; the mounts
+    /// At start: partial downloads are removed; FUSE mounts under the daemon's directories whose server is
+    /// gone are detached; the mounts
     /// the state files name are found again when live, cleaned up otherwise (their volumes are kept: a
     /// later `Mount` of the name finds them). Returns the names of the live ones.
     pub fn recover(&self) -> Result<Vec<String>, FlistError> {
+        // Downloads a crash interrupted: never part of the cache.
+        for entry in std::fs::read_dir(&self.layout.flists)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                && path.extension().is_some_and(|ext| ext == "part")
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         let mut points = mountinfo::mount_points()?;
         // Innermost first: an overlay goes before what lies under it.
         points.reverse();

@@ -184,7 +184,11 @@ impl Store for HttpStore {
         let name = hex::encode(id);
         let base = self.url.trim_end_matches('/');
         for url in [format!("{base}/{}/{name}", &name[..2]), format!("{base}/{name}")] {
-            let mut response = self.agent.get(&url).call().map_err(|err| crate::hub::transport(&self.url, err))?;
+            // One more try on a fresh connection when the first one failed (a connection the hub closed).
+            let mut response = match self.agent.get(&url).call() {
+                Ok(response) => response,
+                Err(_) => self.agent.get(&url).call().map_err(|err| crate::hub::transport(&self.url, err))?,
+            };
             match response.status().as_u16() {
                 200 => {}
                 404 => continue,

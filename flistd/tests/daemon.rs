@@ -425,6 +425,8 @@ fn a_restarted_daemon_finds_live_mounts_and_detaches_dead_ones() {
     std::fs::write(rw.join("kept"), b"across a restart").expect("write");
     let (live_pid, dead_pid) = (node.mount_pid("live"), node.mount_pid("dead"));
     node.kill_daemon();
+    let partial = std::fs::canonicalize(node.root()).expect("root").join("flist/.4242.0.part");
+    std::fs::write(&partial, b"half a download").expect("a crash's leftover");
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(dead_pid), nix::sys::signal::Signal::SIGKILL);
     let started = Instant::now();
     while !zos_flistd::mountinfo::is_dead(&dead) {
@@ -434,6 +436,7 @@ fn a_restarted_daemon_finds_live_mounts_and_detaches_dead_ones() {
     assert!(mounted(&live) && !process_gone(live_pid), "a mount outlives its daemon");
     node.start_daemon();
     assert!(!mounted(&dead), "the dead mount was detached at start");
+    assert!(!partial.exists(), "a partial download left by a crash is removed at start");
     assert_eq!(node.call(node.flist.exists("dead".into())), Ok(false));
     assert_eq!(node.call(node.flist.exists("live".into())), Ok(true));
     assert_eq!(node.call(node.flist.exists("rw".into())), Ok(true));
