@@ -1,7 +1,11 @@
 //! flist figures: pack time of a 64 MiB file, mount time, time to first byte of a cold mount, and
 //! read throughput cold (every block fetched from the store, a private redis-server standing in for the
-//! hub's 0-db) and warm (from the block cache). Needs root (FUSE). Run:
+//! hub's 0-db), cold over HTTP (the tests' small hub on 127.0.0.1 serving the blocks as an `http://`
+//! store) and warm (from the block cache). Needs root (FUSE). Run:
 //! `cargo bench -p zos-flistd --bench image`.
+
+#[path = "../tests/support/hub.rs"]
+mod hub;
 
 use std::io::Read;
 use std::path::Path;
@@ -79,7 +83,18 @@ fn main() {
     let (child, _) = mount(&image, &mnt, &cache);
     let (_, warm) = read_all(&mnt.join("big"));
     unmount(child);
+    // Cold over HTTP: the same file packed for an http:// store, a fresh block cache.
+    let http = hub::Hub::start(&dir.path().join("hub"));
+    let http_image = dir.path().join("http.fl");
+    zos_flistd::pack::pack(&src, &http.store(), &http_image).expect("pack for http");
+    let (child, _) = mount(&http_image, &mnt, &dir.path().join("http-cache"));
+    let (http_first_byte, http_cold) = read_all(&mnt.join("big"));
+    unmount(child);
     let mib = |d: Duration| 64.0 / d.as_secs_f64();
+    println!(
+        "read 64 MiB cold over http://127.0.0.1 (test hub): {http_cold:?} = {:.0} MiB/s; first byte {http_first_byte:?}",
+        mib(http_cold)
+    );
     println!("pack 64 MiB into zdb://127.0.0.1 (redis-server): {pack:?}");
     println!("mount: {mount_time:?}; time to first byte, cold: {first_byte:?}");
     println!("read 64 MiB cold (from the store): {cold:?} = {:.0} MiB/s", mib(cold));

@@ -10,16 +10,24 @@
 //! too. [`pack`] builds an `.fl` from a directory tree; [`unpack`] extracts one into a tree (the
 //! fallback where FUSE is not available), refusing unsafe archives.
 //!
-//! [`mount`] serves an flist read-only over FUSE, blocks fetched on first read. Not here yet: the
-//! HTTP and s3 stores, read-write overlays and the daemon.
+//! [`mount`] serves an flist read-only over FUSE, blocks fetched on first read. [`hub`] downloads
+//! `.fl` files over HTTP(S) into the cache, verified. The daemon ([`config`], [`mounts`], [`service`])
+//! serves `flist@0.0.1` on zbus: named mounts, each a FUSE mount in a process of its own, read-write
+//! ones an overlay on a storaged volume, found again after a restart ([`mountinfo`]). Not here yet:
+//! the s3 store.
 
 #![warn(missing_docs)]
 
 pub mod block;
+pub mod config;
 mod error;
+pub mod hub;
 pub mod meta;
 pub mod mount;
+pub mod mountinfo;
+pub mod mounts;
 pub mod pack;
+pub mod service;
 pub mod store;
 pub mod unpack;
 

@@ -4,13 +4,17 @@
 //! `zdb://HOST[:PORT][/NAMESPACE]` (a 0-db namespace over the Redis protocol: `GET` of the raw id) are
 //! read here. A `dir://` route of an flist that comes from outside may read the node's own files, so the
 //! daemon accepts only those under its allow-list ([`DirPolicy`]); the operator's own commands accept
-//! any. `s3://` and `http(s)://` stores are not implemented yet and are refused by name. A
-//! [`CachedStore`] keeps fetched blocks on the cache disk, with one download in flight per block.
+//! any. `http://` and `https://` stores (rfs master's `HTTPStore`) serve a block at
+//! `<url>/<hex[0:2]>/<hex id>` (and `<url>/<hex id>` as rfs falls back to): a 404 is a missing block, a
+//! connection that fails is the hub being down. `s3://` stores are not implemented yet and are refused
+//! by name. A [`CachedStore`] keeps fetched blocks on the cache disk, with one download in flight per
+//! block.
 
 use crate::FlistError;
 use crate::block::Block;
 use crate::meta::Route;
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -151,6 +155,69 @@ impl Store for ZdbStore {
     }
 }
 
+/// Blocks served over HTTP(S), read-only.
+pub struct HttpStore {
+    url: String,
+    agent: ureq::Agent,
+}
+
+/// How long an HTTP store may take to connect, and to answer each read.
+const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The largest sealed block accepted from a store (a block holds at most 512 KiB of plaintext,
+/// compressed, plus the tag).
+const MAX_SEALED: u64 = 4 << 20;
+
+impl HttpStore {
+    /// A store for `http(s)://HOST[:PORT][/PATH]`.
+    pub fn new(url: &str) -> Result<HttpStore, FlistError> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(FlistError::Store { url: url.to_string(), why: "not an http(s):// URL".into() });
+        }
+        Ok(HttpStore { url: url.to_string(), agent: crate::hub::agent(HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT) })
+    }
+}
+
+impl Store for HttpStore {
+    fn get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
+        let name = hex::encode(id);
+        let base = self.url.trim_end_matches('/');
+        for url in [format!("{base}/{}/{name}", &name[..2]), format!("{base}/{name}")] {
+            // One more try on a fresh connection when the first one failed (a connection the hub closed).
+            let mut response = match self.agent.get(&url).call() {
+                Ok(response) => response,
+                Err(_) => self.agent.get(&url).call().map_err(|err| crate::hub::transport(&self.url, err))?,
+            };
+            match response.status().as_u16() {
+                200 => {}
+                404 => continue,
+                status => return Err(FlistError::Http { url, status }),
+            }
+            let mut sealed = Vec::new();
+            response
+                .body_mut()
+                .as_reader()
+                .take(MAX_SEALED.saturating_add(1))
+                .read_to_end(&mut sealed)
+                .map_err(|err| FlistError::HubDown { url: url.clone(), why: err.to_string() })?;
+            if u64::try_from(sealed.len()).unwrap_or(u64::MAX) > MAX_SEALED {
+                return Err(FlistError::Block { id: name, why: format!("larger than {MAX_SEALED} bytes") });
+            }
+            return Ok(Some(sealed));
+        }
+        Ok(None)
+    }
+
+    fn set(&self, _id: &[u8; 32], _sealed: &[u8]) -> Result<(), FlistError> {
+        Err(FlistError::Store { url: self.url.clone(), why: "http stores are read-only".into() })
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
 /// One download in flight: done once the leader finished (whether it succeeded or not).
 type Flight = (Mutex<bool>, Condvar);
 
@@ -280,9 +347,8 @@ pub fn open(url: &str, policy: &DirPolicy) -> Result<Box<dyn Store>, FlistError>
             Ok(Box::new(DirStore::new(path)))
         }
         Some(("zdb", _)) => Ok(Box::new(ZdbStore::new(url)?)),
-        Some((scheme @ ("s3" | "s3s" | "http" | "https"), _)) => {
-            Err(refuse(&format!("{scheme} stores are not supported yet")))
-        }
+        Some(("http" | "https", _)) => Ok(Box::new(HttpStore::new(url)?)),
+        Some((scheme @ ("s3" | "s3s"), _)) => Err(refuse(&format!("{scheme} stores are not supported yet"))),
         _ => Err(refuse("unknown store scheme")),
     }
 }

@@ -2,68 +2,17 @@
 //! verified: bytes and metadata equal the source; corrupted and missing blocks are errors, never wrong
 //! bytes; unsafe flists are refused; `dir://` routes outside the daemon's allow-list are refused.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+mod support;
+
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::mounted;
+use support::tree::{assert_same_tree, files, source_tree};
 use zos_flistd::FlistError;
 use zos_flistd::meta::{Inode, Reader, Route, Writer};
 use zos_flistd::store::{DirPolicy, Router};
 use zos_flistd::unpack::{Options, unpack};
-
-/// A tree with empty, small, exactly-one-block and multi-block files, a symlink, a setuid file and a
-/// deep directory chain.
-fn source_tree(root: &Path) {
-    std::fs::create_dir_all(root.join("etc")).expect("etc");
-    std::fs::write(root.join("etc/empty"), b"").expect("empty");
-    std::fs::write(root.join("etc/hostname"), b"zos\n").expect("small");
-    let block: Vec<u8> = (0..512 * 1024).map(|i| (i % 251) as u8).collect();
-    std::fs::write(root.join("one-block"), &block).expect("one block");
-    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    std::fs::write(root.join("multi-block"), &big).expect("multi block");
-    std::os::unix::fs::symlink("etc/hostname", root.join("link")).expect("symlink");
-    std::fs::write(root.join("suid"), b"#!/bin/sh\n").expect("suid");
-    std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o4755)).expect("chmod");
-    let mut deep = root.join("deep");
-    for level in 0..40 {
-        deep = deep.join(format!("d{level}"));
-    }
-    std::fs::create_dir_all(&deep).expect("deep");
-    std::fs::write(deep.join("leaf"), b"bottom").expect("leaf");
-}
-
-fn files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry")) {
-            let path = entry.path();
-            if entry.file_type().expect("type").is_dir() {
-                dirs.push(path.clone());
-            }
-            out.push(path.strip_prefix(root).expect("inside").to_path_buf());
-        }
-    }
-    out.sort();
-    out
-}
-
-fn assert_same_tree(src: &Path, copy: &Path) {
-    assert_eq!(files(src), files(copy), "the same entries");
-    for rel in files(src) {
-        let (a, b) = (src.join(&rel), copy.join(&rel));
-        let (ma, mb) = (std::fs::symlink_metadata(&a).expect("a"), std::fs::symlink_metadata(&b).expect("b"));
-        assert_eq!(ma.mode(), mb.mode(), "{} mode", rel.display());
-        assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "{} owner", rel.display());
-        if ma.file_type().is_symlink() {
-            assert_eq!(std::fs::read_link(&a).expect("link"), std::fs::read_link(&b).expect("link"));
-        } else {
-            assert_eq!(ma.mtime(), mb.mtime(), "{} mtime", rel.display());
-        }
-        if ma.is_file() {
-            assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"), "{} bytes", rel.display());
-        }
-    }
-}
 
 fn flistd(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flistd")).args(args).output().expect("flistd")
@@ -179,8 +128,33 @@ fn dir_routes_outside_the_allow_list_are_refused() {
     let err = Router::new(route(format!("dir://{}/../..", allowed.display())), &policy).err().expect("refused");
     assert!(err.to_string().contains("outside"), "{err}");
     assert!(Router::new(route("dir:///etc".into()), &DirPolicy::Any).is_ok());
-    let err = Router::new(route("https://hub.grid.tf/blocks".into()), &DirPolicy::Any).err().expect("not yet");
+    let err = Router::new(route("s3://hub.grid.tf/blocks".into()), &DirPolicy::Any).err().expect("not yet");
     assert!(err.to_string().contains("not supported yet"), "{err}");
+}
+
+/// The daemon's mount processes enforce the allow-list themselves: `flistd mount --restrict-dirs` refuses
+/// an image whose `dir://` route is outside its `--allow-dir` directories before mounting anything.
+#[test]
+fn mount_processes_refuse_dir_routes_outside_their_allow_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::write(src.join("f"), b"x").expect("f");
+    let image = dir.path().join("image.fl");
+    zos_flistd::pack::pack(&src, &zos_flistd::store::DirStore::new(dir.path().join("store")), &image).expect("pack");
+    let allowed = dir.path().join("allowed");
+    std::fs::create_dir(&allowed).expect("allowed");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mnt");
+    let (image, mnt) = (image.to_str().expect("path"), mnt.to_str().expect("path"));
+    let out = flistd(&["mount", image, mnt, "--restrict-dirs", "--allow-dir", allowed.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("outside the allowed directories"), "{stderr}");
+    let out = flistd(&["mount", image, mnt, "--restrict-dirs"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the allowed directories"));
+    let out = flistd(&["mount", image, mnt, "--allow-dir", "/"]);
+    assert_eq!(out.status.code(), Some(2), "--allow-dir needs --restrict-dirs");
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -258,14 +232,6 @@ fn concurrent_readers_of_a_block_share_one_download() {
         }
     });
     assert_eq!(cached.fetches(), 1, "one download in flight per block");
-}
-
-fn mounted(mountpoint: &Path) -> bool {
-    let target = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|line| line.split(' ').nth(4) == Some(&*target.to_string_lossy()))
 }
 
 /// `flistd mount IMAGE.fl MOUNTPOINT --cache DIR`: every file's bytes and metadata through FUSE equal

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod daemon;
+pub mod flist;
 pub mod network;
 pub mod provision;
 pub mod storage;

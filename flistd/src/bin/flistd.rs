@@ -2,22 +2,37 @@
 //! IMAGE.fl` builds an `.fl` in rfs's format (blocks written to the store, the route recorded);
 //! `flistd unpack IMAGE.fl DEST_DIR [--cache DIR]` extracts one, every block verified;
 //! `flistd mount IMAGE.fl MOUNTPOINT [--cache DIR]` mounts one read-only in the foreground, like
-//! `rfs mount`, and unmounts on SIGTERM or SIGINT. The daemon is not here yet.
+//! `rfs mount`, and unmounts on SIGTERM or SIGINT (the daemon runs each of its mounts so, with
+//! `--restrict-dirs` and its `--allow-dir` list).
 //!
-//! Exit codes: 0 done, 1 the image or the store failed, 2 bad arguments.
+//! `flistd [--config FILE]` (no command) is the daemon: it serves `flist@0.0.1` on zbus (module
+//! `flist`) until SIGTERM or SIGINT, its mounts left running for the next start to find again.
+//!
+//! Exit codes of the commands: 0 done, 1 the image or the store failed, 2 bad arguments. Of the daemon
+//! (`zos_interfaces::daemon::Exit`): 0 stopped by a signal, 2 bad configuration, 3 its directories or
+//! mounts could not be prepared, 4 the bus failed.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use zos_flistd::config::Config;
 use zos_flistd::meta::Reader;
+use zos_flistd::mounts::Mounts;
+use zos_flistd::service::{Flistd, StorageVolumes};
 use zos_flistd::store::{DirPolicy, Router};
+use zos_interfaces::daemon::{self, Exit};
+use zos_interfaces::flist::FlistServer;
+use zos_interfaces::storage::StorageClient;
 
 #[derive(Parser)]
 #[command(name = "flistd", version, about = "ZOS images: rfs .fl flists")]
 struct Cli {
+    /// The daemon's configuration (TOML), when no command is given.
+    #[arg(long, default_value = "/etc/zos/flistd.toml")]
+    config: PathBuf,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -42,6 +57,12 @@ enum Command {
         /// Keep fetched blocks in this directory.
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// Follow dir:// routes only under the --allow-dir directories (the daemon's mounts).
+        #[arg(long)]
+        restrict_dirs: bool,
+        /// A directory dir:// routes may read under --restrict-dirs (repeatable).
+        #[arg(long = "allow-dir", requires = "restrict_dirs")]
+        allow_dirs: Vec<PathBuf>,
     },
     /// Extract an .fl into a new directory, every block fetched from its routes and verified.
     Unpack {
@@ -58,25 +79,26 @@ enum Command {
     },
 }
 
-/// The image's stores, behind the cache when one is given. The operator's own commands follow any
-/// `dir://` route.
-fn router(reader: &Reader, cache: Option<&std::path::Path>) -> anyhow::Result<Router> {
+/// The image's stores, behind the cache when one is given.
+fn router(reader: &Reader, cache: Option<&std::path::Path>, policy: &DirPolicy) -> anyhow::Result<Router> {
     Ok(match cache {
-        Some(cache) => Router::cached(reader.routes()?, &DirPolicy::Any, cache)?,
-        None => Router::new(reader.routes()?, &DirPolicy::Any)?,
+        Some(cache) => Router::cached(reader.routes()?, policy, cache)?,
+        None => Router::new(reader.routes()?, policy)?,
     })
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Pack { src, store, output } => {
             let store = zos_flistd::store::open(&store, &DirPolicy::Any)?;
             zos_flistd::pack::pack(&src, store.as_ref(), &output)
                 .with_context(|| format!("packing {} into {}", src.display(), output.display()))
         }
-        Command::Mount { image, mountpoint, cache } => {
+        Command::Mount { image, mountpoint, cache, restrict_dirs, allow_dirs } => {
+            // The operator's own commands follow any dir:// route; the daemon's mounts only its allow-list.
+            let policy = if restrict_dirs { DirPolicy::Under(allow_dirs) } else { DirPolicy::Any };
             let reader = Reader::open(&image).with_context(|| format!("opening {}", image.display()))?;
-            let router = router(&reader, cache.as_deref())?;
+            let router = router(&reader, cache.as_deref(), &policy)?;
             // SIGTERM and SIGINT are waited for, not delivered: block them before the FUSE thread starts.
             let mut signals = nix::sys::signal::SigSet::empty();
             signals.add(nix::sys::signal::Signal::SIGTERM);
@@ -91,7 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Unpack { image, dest, devices, cache } => {
             let reader = Reader::open(&image).with_context(|| format!("opening {}", image.display()))?;
-            let router = router(&reader, cache.as_deref())?;
+            let router = router(&reader, cache.as_deref(), &DirPolicy::Any)?;
             zos_flistd::unpack::unpack(&reader, &router, &dest, zos_flistd::unpack::Options { devices })
                 .with_context(|| format!("extracting {} into {}", image.display(), dest.display()))
         }
@@ -106,11 +128,61 @@ fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    match run(cli) {
+    let Some(command) = cli.command else { return ExitCode::from(daemon(&cli.config).code()) };
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("flistd: {err:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// The daemon: configuration, directories, recovery of the mounts a previous run left, then
+/// `flist@0.0.1` on zbus until SIGTERM or SIGINT.
+fn daemon(config: &std::path::Path) -> Exit {
+    daemon::init_logs();
+    let config: Config = match daemon::load_config(config) {
+        Ok(config) => config,
+        Err(err) => return Exit::BadConfiguration.because(err),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => return Exit::Resources.because(format!("cannot find the flistd binary: {err}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return Exit::Resources.because(format!("cannot start the runtime: {err}")),
+    };
+    runtime.block_on(async move {
+        let client = match zos_zbus::Client::connect(&config.redis).await {
+            Ok(client) => client,
+            Err(err) => return Exit::Bus.because(format!("cannot reach redis at {}: {err}", config.redis)),
+        };
+        let volumes = StorageVolumes::new(
+            StorageClient::new(client, config.storage_module.clone()),
+            tokio::runtime::Handle::current(),
+        );
+        let mounts = tokio::task::block_in_place(|| {
+            let hub = zos_flistd::hub::Hub::new(config.download.hub());
+            let mounts = Mounts::new(config.layout(), hub, config.allow_dirs.clone(), exe, Box::new(volumes))?;
+            let live = mounts.recover()?;
+            tracing::info!(live = live.len(), "mounts found again: {}", live.join(", "));
+            Ok::<_, zos_flistd::FlistError>(mounts)
+        });
+        let mounts = match mounts {
+            Ok(mounts) => std::sync::Arc::new(mounts),
+            Err(err) => return Exit::Resources.because(format!("cannot prepare the mounts: {err}")),
+        };
+        let mut server = zos_zbus::Server::new("flist", config.redis.clone(), config.workers.max(1));
+        server.register(FlistServer(std::sync::Arc::new(Flistd(mounts))));
+        tracing::info!("serving flist@0.0.1");
+        match server.run(daemon::shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped (the mounts stay)");
+                Exit::Stopped
+            }
+            Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
+        }
+    })
 }

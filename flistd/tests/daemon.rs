@@ -1,0 +1,454 @@
+//! The flistd daemon with real parts: a private redis-server carries zbus, the test hub on 127.0.0.1
+//! serves the `.fl` and its blocks, `flistd --config FILE` serves `flist@0.0.1`, each mount a FUSE
+//! process of its own. Read-only mounts are read back byte for byte; a read-write mount is an overlay
+//! whose writes land in a volume made through `storage@0.0.1` (a small storaged stand-in here whose
+//! volumes are tmpfs mounts of the requested size, so the quota is real); a daemon killed with -9 finds
+//! its live mounts again, and the mount of a process killed with -9 is detached at the next start.
+//! They need root (FUSE, overlayfs, tmpfs) and redis-server; CI runs as root.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::hub::Hub;
+use support::mounted;
+use support::tree::{files, source_tree};
+use zos_interfaces::flist::{FlistClient, MountOptions};
+use zos_interfaces::storage::{
+    BrokenDevice, BrokenPool, Device, PoolMetrics, StorageModule, StorageServer, Usage, VDisk, Volume,
+};
+use zos_zbus::{RemoteError, code};
+
+fn root_or_skip(test: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/dev/fuse").exists() {
+        eprintln!("SKIPPED {test}: needs root and /dev/fuse for FUSE, overlayfs and tmpfs (CI runs as root)");
+        return false;
+    }
+    true
+}
+
+/// storaged as far as flistd uses it: volumes are tmpfs mounts of their size under `dir`.
+struct TmpfsVolumes {
+    dir: PathBuf,
+}
+
+fn unsupported<T>() -> Result<T, RemoteError> {
+    Err(RemoteError::new(code::INTERNAL, "not served by the test storaged"))
+}
+
+impl TmpfsVolumes {
+    fn volume(&self, name: &str) -> Result<Volume, RemoteError> {
+        let path = self.dir.join(name);
+        if !mounted(&path) {
+            return Err(RemoteError::new(code::NOT_FOUND, format!("no volume {name}")));
+        }
+        Ok(Volume { name: name.into(), path: path.display().to_string(), usage: Usage::default() })
+    }
+    fn tmpfs(&self, name: &str, size: u64, remount: bool) -> Result<(), RemoteError> {
+        let path = self.dir.join(name);
+        std::fs::create_dir_all(&path).map_err(|e| RemoteError::new(code::INTERNAL, e.to_string()))?;
+        let mut flags = nix::mount::MsFlags::empty();
+        if remount {
+            flags |= nix::mount::MsFlags::MS_REMOUNT;
+        }
+        nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), flags, Some(&*format!("size={size}")))
+            .map_err(|e| RemoteError::new(code::INTERNAL, e.to_string()))
+    }
+}
+
+impl StorageModule for TmpfsVolumes {
+    async fn volume_create(&self, name: String, size: u64) -> Result<Volume, RemoteError> {
+        if self.volume(&name).is_err() {
+            self.tmpfs(&name, size, false)?;
+        }
+        self.volume(&name)
+    }
+    async fn volume_update(&self, name: String, size: u64) -> Result<(), RemoteError> {
+        self.volume(&name)?;
+        self.tmpfs(&name, size, true)
+    }
+    async fn volume_lookup(&self, name: String) -> Result<Volume, RemoteError> {
+        self.volume(&name)
+    }
+    async fn volume_exists(&self, name: String) -> Result<bool, RemoteError> {
+        Ok(self.volume(&name).is_ok())
+    }
+    async fn volume_delete(&self, name: String) -> Result<(), RemoteError> {
+        let path = self.dir.join(&name);
+        if mounted(&path) {
+            nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| RemoteError::new(code::INTERNAL, e.to_string()))?;
+        }
+        let _ = std::fs::remove_dir(&path);
+        Ok(())
+    }
+    async fn cache(&self) -> Result<Volume, RemoteError> {
+        unsupported()
+    }
+    async fn total(&self, _kind: String) -> Result<u64, RemoteError> {
+        unsupported()
+    }
+    async fn broken_pools(&self) -> Result<Vec<BrokenPool>, RemoteError> {
+        unsupported()
+    }
+    async fn broken_devices(&self) -> Result<Vec<BrokenDevice>, RemoteError> {
+        unsupported()
+    }
+    async fn volume_create_on(&self, _name: String, _size: u64, _pool: String) -> Result<Volume, RemoteError> {
+        unsupported()
+    }
+    async fn volume_list(&self) -> Result<Vec<Volume>, RemoteError> {
+        unsupported()
+    }
+    async fn disk_create(&self, _name: String, _size: u64) -> Result<VDisk, RemoteError> {
+        unsupported()
+    }
+    async fn disk_create_on(&self, _name: String, _size: u64, _pool: String) -> Result<VDisk, RemoteError> {
+        unsupported()
+    }
+    async fn disk_resize(&self, _name: String, _size: u64) -> Result<VDisk, RemoteError> {
+        unsupported()
+    }
+    async fn disk_write(&self, _name: String, _image: String) -> Result<(), RemoteError> {
+        unsupported()
+    }
+    async fn disk_format(&self, _name: String) -> Result<(), RemoteError> {
+        unsupported()
+    }
+    async fn disk_lookup(&self, _name: String) -> Result<VDisk, RemoteError> {
+        unsupported()
+    }
+    async fn disk_exists(&self, _name: String) -> Result<bool, RemoteError> {
+        unsupported()
+    }
+    async fn disk_delete(&self, _name: String) -> Result<(), RemoteError> {
+        unsupported()
+    }
+    async fn disk_list(&self) -> Result<Vec<VDisk>, RemoteError> {
+        unsupported()
+    }
+    async fn devices(&self) -> Result<Vec<Device>, RemoteError> {
+        unsupported()
+    }
+    async fn device_allocate(&self, _min: u64) -> Result<Device, RemoteError> {
+        unsupported()
+    }
+    async fn device_allocate_on(&self, _pool: String, _min: u64) -> Result<Device, RemoteError> {
+        unsupported()
+    }
+    async fn device_lookup(&self, _name: String) -> Result<Device, RemoteError> {
+        unsupported()
+    }
+    async fn device_release(&self, _name: String) -> Result<(), RemoteError> {
+        unsupported()
+    }
+    async fn metrics(&self) -> Result<Vec<PoolMetrics>, RemoteError> {
+        unsupported()
+    }
+}
+
+/// A node for flistd: redis, the hub with one published image, the storaged stand-in, the daemon.
+struct Node {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    _redis: zos_zbus::local_redis::LocalRedis,
+    hub: Hub,
+    daemon: Option<Child>,
+    flist: FlistClient,
+    src: PathBuf,
+    md5: String,
+    stop_storage: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Node {
+    fn start() -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis = zos_zbus::local_redis::LocalRedis::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let hub = Hub::start(&dir.path().join("hub"));
+        let src = dir.path().join("src");
+        source_tree(&src);
+        let image = dir.path().join("image.fl");
+        let store = hub.store();
+        zos_flistd::pack::pack(&src, &store, &image).expect("pack");
+        let bytes = std::fs::read(&image).expect("image");
+        let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes));
+        hub.put("/user/image.fl", &bytes);
+        hub.put("/user/image.fl.md5", format!("{md5}\n").as_bytes());
+        let config = dir.path().join("flistd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "redis = {:?}\nroot = {:?}\nallow_dirs = [{:?}]\n[download]\nretries = 2\nbackoff_ms = 10\n",
+                redis.url(),
+                dir.path().join("flistd").display().to_string(),
+                dir.path().join("allowed").display().to_string()
+            ),
+        )
+        .expect("config");
+        std::fs::create_dir_all(dir.path().join("allowed")).expect("allowed");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let volumes = Arc::new(TmpfsVolumes { dir: dir.path().join("volumes") });
+        let mut server = zos_zbus::Server::new("storage", redis.url(), 2);
+        server.register(StorageServer(volumes));
+        runtime.spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let flist = runtime.block_on(async {
+            FlistClient::new(zos_zbus::Client::connect(&redis.url()).await.expect("zbus"), "flist")
+        });
+        let mut node =
+            Node { dir, runtime, _redis: redis, hub, daemon: None, flist, src, md5, stop_storage: Some(stop) };
+        node.start_daemon();
+        node
+    }
+
+    fn url(&self) -> String {
+        format!("{}/user/image.fl", self.hub.url())
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("flistd")
+    }
+
+    fn start_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("flistd.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_flistd"))
+            .arg("--config")
+            .arg(self.dir.path().join("flistd.toml"))
+            .stderr(log)
+            .spawn()
+            .expect("flistd");
+        self.daemon = Some(child);
+        let started = Instant::now();
+        // Serving once a call is answered.
+        while self.runtime.block_on(self.flist.exists("probe".into())).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "flistd never served: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("flistd.log")).unwrap_or_default()
+    }
+
+    fn call<T>(&self, call: impl std::future::Future<Output = Result<T, zos_zbus::ZbusError>>) -> Result<T, String> {
+        self.runtime.block_on(call).map_err(|err| err.to_string())
+    }
+
+    fn mount(&self, name: &str, opt: MountOptions) -> Result<String, String> {
+        self.call(self.flist.mount(name.into(), self.url(), opt))
+    }
+
+    /// The pid of the mount process of `name`, from its state file.
+    fn mount_pid(&self, name: &str) -> i32 {
+        let state = std::fs::read(self.root().join("state").join(format!("{name}.json"))).expect("state");
+        let state: serde_json::Value = serde_json::from_slice(&state).expect("json");
+        i32::try_from(state["pid"].as_u64().expect("pid")).expect("pid")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Whatever a failed test left: the daemon, its mounts, the volumes.
+        self.kill_daemon();
+        let root = self.dir.path().to_path_buf();
+        for point in zos_flistd::mountinfo::mount_points().unwrap_or_default().into_iter().rev() {
+            if point.starts_with(&root) {
+                let _ = zos_flistd::mountinfo::detach(&point);
+            }
+        }
+        for entry in std::fs::read_dir(root.join("flistd/state")).into_iter().flatten().flatten() {
+            if let Ok(state) = std::fs::read(entry.path())
+                && let Ok(state) = serde_json::from_slice::<serde_json::Value>(&state)
+                && let Some(pid) = state["pid"].as_u64().and_then(|p| i32::try_from(p).ok())
+            {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        if let Some(stop) = self.stop_storage.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn assert_same_bytes(src: &Path, mnt: &Path) {
+    assert_eq!(files(src), files(mnt), "the same entries");
+    for rel in files(src) {
+        let (a, b) = (src.join(&rel), mnt.join(&rel));
+        if a.is_file() && !a.is_symlink() {
+            assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"), "{}", rel.display());
+        }
+    }
+}
+
+fn process_gone(pid: i32) -> bool {
+    // A zombie (killed, not yet reaped by init) has no command line.
+    std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |cmdline| cmdline.is_empty())
+}
+
+#[test]
+fn daemon_mounts_read_only_over_zbus() {
+    if !root_or_skip("daemon_mounts_read_only_over_zbus") {
+        return;
+    }
+    let node = Node::start();
+    let path = node.mount("web", MountOptions::read_only()).unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+    let expected = std::fs::canonicalize(node.root()).expect("root").join("mountpoint/web");
+    assert_eq!(PathBuf::from(&path), expected);
+    assert!(mounted(&expected));
+    assert_same_bytes(&node.src, &expected);
+    assert!(std::fs::write(expected.join("new"), b"x").is_err(), "read-only");
+    assert_eq!(node.call(node.flist.exists("web".into())), Ok(true));
+    assert_eq!(node.call(node.flist.exists("other".into())), Ok(false));
+    assert_eq!(node.call(node.flist.hash_from_root_path("web".into())).as_deref(), Ok(&*node.md5));
+    assert_eq!(node.call(node.flist.hash_from_root_path(path.clone())).as_deref(), Ok(&*node.md5));
+    assert_eq!(node.call(node.flist.flist_hash(node.url())).as_deref(), Ok(&*node.md5));
+    assert!(
+        std::fs::canonicalize(node.root()).expect("root").join("flist").join(&node.md5).is_file(),
+        "the flist is cached by its md5"
+    );
+    assert_eq!(node.mount("web", MountOptions::read_only()), Ok(path.clone()), "an existing mount is returned");
+    // A second mount of the image the cache has (the hub publishes its md5): the .fl is not fetched again.
+    node.hub.forget();
+    let other = PathBuf::from(node.mount("web2", MountOptions::read_only()).expect("second mount"));
+    assert_same_bytes(&node.src, &other);
+    assert!(
+        node.hub.asked().iter().all(|asked| asked.path != "/user/image.fl"),
+        "the cached flist was used: {:?}",
+        node.hub.asked()
+    );
+    node.call(node.flist.unmount("web2".into())).expect("unmount web2");
+    let pid = node.mount_pid("web");
+    node.call(node.flist.unmount("web".into())).expect("unmount");
+    assert!(!mounted(&expected), "unmounted");
+    assert_eq!(node.call(node.flist.exists("web".into())), Ok(false));
+    assert!(process_gone(pid), "the mount process stopped");
+    node.call(node.flist.unmount("web".into())).expect("unmount is idempotent");
+    let err = node.call(node.flist.hash_from_root_path("web".into())).expect_err("not mounted");
+    assert!(err.contains("not mounted"), "{err}");
+}
+
+#[test]
+fn daemon_refuses_what_zos_refuses() {
+    if !root_or_skip("daemon_refuses_what_zos_refuses") {
+        return;
+    }
+    let node = Node::start();
+    let err = node.mount("../etc", MountOptions::read_only()).expect_err("bad name");
+    assert!(err.contains("invalid mount name"), "{err}");
+    let err = node.mount("rw", MountOptions::default()).expect_err("no limit");
+    assert!(err.contains("invalid mount option, missing disk type"), "{err}");
+    let err =
+        node.call(node.flist.mount("x".into(), format!("{}/u/old.flist", node.hub.url()), MountOptions::read_only()));
+    assert!(err.expect_err("g8ufs").contains("unknown extension"));
+    // A user's flist whose dir:// route is outside the allow-list: refused, nothing mounted.
+    let src = node.dir.path().join("evil-src");
+    std::fs::create_dir_all(&src).expect("src");
+    std::fs::write(src.join("f"), b"x").expect("f");
+    let image = node.dir.path().join("evil.fl");
+    let store = zos_flistd::store::DirStore::new(node.dir.path().join("outside"));
+    zos_flistd::pack::pack(&src, &store, &image).expect("pack");
+    node.hub.put("/user/evil.fl", &std::fs::read(&image).expect("image"));
+    let err = node
+        .call(node.flist.mount("evil".into(), format!("{}/user/evil.fl", node.hub.url()), MountOptions::read_only()))
+        .expect_err("outside the allow-list");
+    assert!(err.contains("outside the allowed directories"), "{err}");
+    assert_eq!(node.call(node.flist.exists("evil".into())), Ok(false));
+    let err = node.call(node.flist.mount(
+        "gone".into(),
+        format!("{}/user/none.fl", node.hub.url()),
+        MountOptions::read_only(),
+    ));
+    assert!(err.expect_err("404").contains("404"));
+    let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("http://127.0.0.1:{down}/user/image.fl");
+    let err = node.call(node.flist.mount("down".into(), url, MountOptions::read_only())).expect_err("hub down");
+    assert!(err.contains("hub unreachable") && err.contains("Connection refused"), "{err}");
+}
+
+#[test]
+fn read_write_mount_writes_land_in_a_volume_and_its_quota_stops_them() {
+    if !root_or_skip("read_write_mount_writes_land_in_a_volume_and_its_quota_stops_them") {
+        return;
+    }
+    let node = Node::start();
+    let opt = MountOptions { read_only: false, limit: 4 << 20, ..MountOptions::default() };
+    let path = PathBuf::from(node.mount("rootfs", opt).unwrap_or_else(|e| panic!("{e}\n{}", node.log())));
+    assert_same_bytes(&node.src, &path);
+    std::fs::write(path.join("etc/hostname"), b"changed\n").expect("write over the image");
+    std::fs::write(path.join("new-file"), b"new").expect("a new file");
+    let volume = node.dir.path().join("volumes/rootfs");
+    assert_eq!(std::fs::read(volume.join("rw/etc/hostname")).expect("in the volume"), b"changed\n");
+    assert_eq!(std::fs::read(volume.join("rw/new-file")).expect("in the volume"), b"new");
+    assert_eq!(std::fs::read(node.src.join("etc/hostname")).expect("src"), b"zos\n");
+    // The volume's size is the quota.
+    let err = std::fs::write(path.join("big"), vec![1u8; 8 << 20]).expect_err("over the quota");
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{err}");
+    let _ = std::fs::remove_file(path.join("big"));
+    node.call(node.flist.update_mount_size("rootfs".into(), 16 << 20)).expect("grown");
+    std::fs::write(path.join("big"), vec![1u8; 8 << 20]).expect("fits now");
+    assert_eq!(node.call(node.flist.hash_from_root_path("rootfs".into())).as_deref(), Ok(&*node.md5));
+    node.call(node.flist.unmount("rootfs".into())).expect("unmount");
+    assert!(!mounted(&path), "overlay unmounted");
+    assert!(!mounted(&volume), "the volume was deleted through storage@0.0.1");
+    assert!(
+        !mounted(&std::fs::canonicalize(node.root()).expect("root").join("ro/rootfs")),
+        "the lower FUSE mount is gone"
+    );
+}
+
+#[test]
+fn a_restarted_daemon_finds_live_mounts_and_detaches_dead_ones() {
+    if !root_or_skip("a_restarted_daemon_finds_live_mounts_and_detaches_dead_ones") {
+        return;
+    }
+    let mut node = Node::start();
+    let live = PathBuf::from(node.mount("live", MountOptions::read_only()).expect("live"));
+    let dead = PathBuf::from(node.mount("dead", MountOptions::read_only()).expect("dead"));
+    let rw = PathBuf::from(
+        node.mount("rw", MountOptions { read_only: false, limit: 4 << 20, ..MountOptions::default() }).expect("rw"),
+    );
+    std::fs::write(rw.join("kept"), b"across a restart").expect("write");
+    let (live_pid, dead_pid) = (node.mount_pid("live"), node.mount_pid("dead"));
+    node.kill_daemon();
+    let partial = std::fs::canonicalize(node.root()).expect("root").join("flist/.4242.0.part");
+    std::fs::write(&partial, b"half a download").expect("a crash's leftover");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(dead_pid), nix::sys::signal::Signal::SIGKILL);
+    let started = Instant::now();
+    while !zos_flistd::mountinfo::is_dead(&dead) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the killed mount never went ENOTCONN");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(mounted(&live) && !process_gone(live_pid), "a mount outlives its daemon");
+    node.start_daemon();
+    assert!(!mounted(&dead), "the dead mount was detached at start");
+    assert!(!partial.exists(), "a partial download left by a crash is removed at start");
+    assert_eq!(node.call(node.flist.exists("dead".into())), Ok(false));
+    assert_eq!(node.call(node.flist.exists("live".into())), Ok(true));
+    assert_eq!(node.call(node.flist.exists("rw".into())), Ok(true));
+    assert_eq!(node.call(node.flist.hash_from_root_path("live".into())).as_deref(), Ok(&*node.md5));
+    assert_same_bytes(&node.src, &live);
+    assert_eq!(std::fs::read(rw.join("kept")).expect("rw"), b"across a restart");
+    node.call(node.flist.unmount("live".into())).expect("unmount after a restart");
+    assert!(!mounted(&live));
+    assert!(process_gone(live_pid), "the old daemon's mount process was stopped");
+    node.call(node.flist.unmount("rw".into())).expect("unmount rw");
+    assert!(!mounted(&rw));
+    // The dead one can be mounted again.
+    node.mount("dead", MountOptions::read_only()).expect("mounted again");
+    assert_same_bytes(&node.src, &dead);
+}
