@@ -1,0 +1,115 @@
+//! `zos-campaign`: the reliability campaign against the node's engine, bounded in time: concurrency
+//! with a stop-the-world invariant checker, SIGKILLs at random points with a check after every restart,
+//! and a mutation fuzz of every input read from outside. It writes docs/RELIABILITY.md (`--out`) and
+//! exits 1 when any invariant was broken or any input made a panic or a hang.
+//!
+//! `zos-campaign --quick` is what CI runs (about half a minute); the full run (no `--quick`, a few
+//! minutes) is what docs/RELIABILITY.md records. `worker` is the process the crash run kills.
+
+mod crash;
+mod fuzz;
+mod invariant;
+mod load;
+mod report;
+mod tenant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "zos-campaign", version, about = "Reliability campaign: nothing lost, double-booked or let in")]
+struct Cli {
+    /// The short run CI makes.
+    #[arg(long)]
+    quick: bool,
+    /// Write the report (Markdown) here instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The fuzz corpus.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))]
+    corpus: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The process the crash run kills (not for people).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        first: u64,
+        #[arg(long)]
+        seed: u64,
+    },
+}
+
+fn campaign(cli: &Cli) -> anyhow::Result<report::Run> {
+    let scratch = tempfile::tempdir_in(std::env::temp_dir()).context("a scratch directory")?;
+    let (seconds, kills, inputs) = if cli.quick { (2, 25, 2_000) } else { (20, 200, 50_000) };
+    let mut levels = Vec::new();
+    for clients in [1usize, 8, 64] {
+        eprintln!("concurrency: {clients} clients for {seconds} s");
+        let dir = scratch.path().join(format!("load-{clients}"));
+        levels.push(load::run(&dir, clients, Duration::from_secs(seconds), cli.seed)?);
+    }
+    eprintln!("crashes: {kills} SIGKILLs");
+    let crashes = crash::run(&scratch.path().join("crash"), kills, cli.seed)?;
+    eprintln!("bad input: {inputs} inputs per target");
+    let targets = fuzz::all(&cli.corpus, inputs, cli.seed)?;
+    Ok(report::Run { mode: if cli.quick { "quick" } else { "full" }, seed: cli.seed, levels, crashes, targets })
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map_or_else(|| "today".into(), |date| date.trim().to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Worker { store, first, seed }) = &cli.command {
+        return match crash::worker(store, *first, *seed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("worker: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let run = match campaign(&cli) {
+        Ok(run) => run,
+        Err(err) => {
+            eprintln!("zos-campaign: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = report::markdown(&run, &today());
+    let written = match &cli.out {
+        Some(path) => std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    };
+    if let Err(err) = written {
+        eprintln!("zos-campaign: {err:#}");
+        return ExitCode::from(2);
+    }
+    let failures = run.failures();
+    for failure in &failures {
+        eprintln!("VIOLATION: {failure}");
+    }
+    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
