@@ -1,6 +1,6 @@
 //! `zos-campaign`: the reliability campaign against the node's engine, bounded in time: concurrency
 //! with a stop-the-world invariant checker, SIGKILLs at random points with a check after every restart,
-//! and a mutation fuzz of every input read from outside. It writes docs/RELIABILITY.md (`--out`) and
+//! forged, replayed and cross-twin requests, and a mutation fuzz of every input read from outside. It writes docs/RELIABILITY.md (`--out`) and
 //! exits 1 when any invariant was broken or any input made a panic or a hang.
 //!
 //! `zos-campaign --quick` is what CI runs (about half a minute); the full run (no `--quick`, a few
@@ -8,6 +8,7 @@
 
 mod crash;
 mod fuzz;
+mod identity;
 mod invariant;
 mod load;
 mod report;
@@ -63,9 +64,18 @@ fn campaign(cli: &Cli) -> anyhow::Result<report::Run> {
     }
     eprintln!("crashes: {kills} SIGKILLs");
     let crashes = crash::run(&scratch.path().join("crash"), kills, cli.seed)?;
+    eprintln!("identity: forged, replayed and cross-twin requests");
+    let identity = identity::run(&scratch.path().join("identity"), if cli.quick { 40 } else { 400 }, cli.seed)?;
     eprintln!("bad input: {inputs} inputs per target");
     let targets = fuzz::all(&cli.corpus, inputs, cli.seed)?;
-    Ok(report::Run { mode: if cli.quick { "quick" } else { "full" }, seed: cli.seed, levels, crashes, targets })
+    Ok(report::Run {
+        mode: if cli.quick { "quick" } else { "full" },
+        seed: cli.seed,
+        levels,
+        crashes,
+        identity,
+        targets,
+    })
 }
 
 fn today() -> String {

@@ -3,6 +3,7 @@
 
 use crate::crash::Crashes;
 use crate::fuzz::Target;
+use crate::identity::Identity;
 use crate::load::Level;
 use std::fmt::Write;
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct Run {
     pub levels: Vec<Level>,
     /// The crash run.
     pub crashes: Crashes,
+    /// The identity run.
+    pub identity: Identity,
     /// The fuzz targets.
     pub targets: Vec<Target>,
 }
@@ -26,6 +29,7 @@ impl Run {
     pub fn failures(&self) -> Vec<String> {
         let mut all: Vec<String> = self.levels.iter().flat_map(|level| level.violations.clone()).collect();
         all.extend(self.crashes.violations.iter().cloned());
+        all.extend(self.identity.violations.iter().cloned());
         all.extend(self.targets.iter().flat_map(|t| t.findings.iter().map(move |f| format!("{}: {f}", t.name))));
         all
     }
@@ -132,6 +136,20 @@ pub fn markdown(run: &Run, date: &str) -> String {
         crashes.violations.len(),
         crashes.elapsed.as_secs_f64()
     );
+    let identity = &run.identity;
+    let _ = writeln!(out, "\n## Identity\n");
+    let _ = writeln!(
+        out,
+        "Twin-scoped requests (get, delete, pause, resume) carry a signature over the operation, twin, \
+         contract, timestamp and a nonce; deployments carry the twin's signature. {} genuine requests were \
+         sent alongside the attacks and must pass; every attack must be refused as `forbidden`.\n",
+        identity.genuine
+    );
+    let _ = writeln!(out, "| attack | sent | let in |\n|---|---|---|");
+    for (kind, sent) in &identity.attacks {
+        let let_in = identity.violations.iter().filter(|v| v.starts_with(kind)).count();
+        let _ = writeln!(out, "| {kind} | {sent} | {let_in} |");
+    }
     let _ = writeln!(out, "\n## Bad input\n");
     let _ = writeln!(
         out,

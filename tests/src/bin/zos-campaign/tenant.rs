@@ -25,7 +25,8 @@ pub fn policy() -> Policy {
     Policy::default()
 }
 
-fn key(twin: u32) -> SigningKey {
+/// The key of `twin`.
+pub fn key(twin: u32) -> SigningKey {
     let mut seed = [0u8; 32];
     seed[..4].copy_from_slice(&twin.to_le_bytes());
     seed[31] = 0x5a;
