@@ -80,11 +80,15 @@ fn fixture(name: &str) -> String {
 }
 
 /// `zos-plan place` on the example farm and requests, with more arguments.
-fn place_examples(extra: &[&str]) -> Output {
-    let (farm, requests) = (example("farm.json"), example("requests.json"));
-    let mut args = vec!["place", "--farm", &farm, "--requests", &requests];
+fn place(farm: &std::path::Path, requests: &std::path::Path, extra: &[&str]) -> Output {
+    let (farm, requests) = (farm.to_str().expect("path"), requests.to_str().expect("path"));
+    let mut args = vec!["place", "--farm", farm, "--requests", requests];
     args.extend_from_slice(extra);
     zos_plan(&args)
+}
+
+fn place_examples(extra: &[&str]) -> Output {
+    place(example("farm.json").as_ref(), example("requests.json").as_ref(), extra)
 }
 
 fn json_of(out: &Output) -> serde_json::Value {
@@ -291,15 +295,7 @@ fn item10_plot_png_and_svg_for_small_and_large_farms() {
     std::fs::write(&requests_path, serde_json::json!({"requests": requests}).to_string()).expect("requests");
     for name in ["large.svg", "large.png"] {
         let path = dir.path().join(name);
-        let out = zos_plan(&[
-            "place",
-            "--farm",
-            farm.to_str().expect("path"),
-            "--requests",
-            requests_path.to_str().expect("path"),
-            "--plot",
-            path.to_str().expect("path"),
-        ]);
+        let out = place(&farm, &requests_path, &["--plot", path.to_str().expect("path")]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
         if name.ends_with(".png") {
             let (width, height, _) = png_header(&std::fs::read(&path).expect("png"));
@@ -709,17 +705,7 @@ fn item2_min_nodes_places_as_many_as_max_placed() {
     let deployments = zos_types::scenario::Requests { requests: zos_planner::synthetic::deployments(500, 42) };
     std::fs::write(&requests, serde_json::to_vec(&deployments).expect("requests")).expect("write");
     let placed = |objective: &str| {
-        let out = zos_plan(&[
-            "place",
-            "--farm",
-            farm.to_str().expect("path"),
-            "--requests",
-            requests.to_str().expect("path"),
-            "--objective",
-            objective,
-            "--time-limit",
-            "0",
-        ]);
+        let out = place(&farm, &requests, &["--objective", objective, "--time-limit", "0"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let first = text.lines().next().expect("summary").to_string();
