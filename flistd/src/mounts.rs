@@ -191,6 +191,10 @@ impl Mounts {
         // The daemon checks the routes itself before anything runs them (the mount process does too).
         let reader = crate::meta::Reader::open(&flist.path)?;
         crate::store::Router::new(reader.routes()?, &DirPolicy::Under(self.allow_dirs.clone()))?;
+        // And the whole tree: a name with `/` or `..`, a loop in `parent`, an absurd size is refused
+        // before anything is mounted (device nodes are allowed: a VM's root filesystem has them, and
+        // the FUSE mount is `nodev`).
+        crate::unpack::check(&reader, crate::unpack::Options { devices: true })?;
         drop(reader);
         let lower = if opt.read_only { target.clone() } else { self.layout.lower.join(name) };
         std::fs::create_dir_all(&lower)?;

@@ -223,8 +223,9 @@ type Flight = (Mutex<bool>, Condvar);
 
 /// A store with a block cache in front (on the cache volume), keyed by block id. One download is in
 /// flight per block: concurrent readers of a block that is not cached yet wait for the first one's
-/// download. A cached block is written under a unique temporary name and renamed into place, so a
-/// reader never sees a partial one; what it holds is verified again when the block is opened.
+/// download. A fetched block enters the cache only when its ciphertext hashes to its id, under a
+/// unique temporary name renamed into place, so a reader never sees a partial or corrupted one; what it
+/// holds is verified again when the block is opened.
 pub struct CachedStore {
     inner: Box<dyn Store>,
     dir: PathBuf,
@@ -261,8 +262,13 @@ impl CachedStore {
     fn fetch(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let Some(sealed) = self.inner.get(id)? else { return Ok(None) };
-        std::fs::create_dir_all(&self.dir)?;
         let name = hex::encode(id);
+        // A block that is not what its id names (corrupted on the way) never enters the cache: the next
+        // read fetches it again.
+        if !crate::block::matches_id(id, &sealed) {
+            return Err(FlistError::Block { id: name, why: "content does not match its id".into() });
+        }
+        std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id()));
         std::fs::write(&tmp, &sealed)?;
         std::fs::rename(&tmp, self.dir.join(name))?;

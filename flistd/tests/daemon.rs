@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::hub::Hub;
 use support::mounted;
-use support::tree::{files, source_tree};
+use support::tree::{files, source_tree, unsafe_cases, write_unsafe};
 use zos_interfaces::flist::{FlistClient, MountOptions};
 use zos_interfaces::storage::{
     BrokenDevice, BrokenPool, Device, PoolMetrics, StorageModule, StorageServer, Usage, VDisk, Volume,
@@ -253,6 +253,22 @@ impl Node {
         self.call(self.flist.mount(name.into(), self.url(), opt))
     }
 
+    /// What is mounted under the daemon's directory.
+    fn mounts(&self) -> Vec<PathBuf> {
+        let root = std::fs::canonicalize(self.root()).expect("root");
+        zos_flistd::mountinfo::mount_points().expect("mounts").into_iter().filter(|p| p.starts_with(&root)).collect()
+    }
+
+    /// The names of the daemon's state files.
+    fn states(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root().join("state"))
+            .expect("state")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The pid of the mount process of `name`, from its state file.
     fn mount_pid(&self, name: &str) -> i32 {
         let state = std::fs::read(self.root().join("state").join(format!("{name}.json"))).expect("state");
@@ -368,6 +384,19 @@ fn daemon_refuses_what_zos_refuses() {
         .expect_err("outside the allow-list");
     assert!(err.contains("outside the allowed directories"), "{err}");
     assert_eq!(node.call(node.flist.exists("evil".into())), Ok(false));
+    // Malicious trees: a name with `/`, a `..`, a loop in `parent`, an absurd size; refused before
+    // anything is mounted.
+    for case in unsafe_cases().into_iter().filter(|case| case.name != "device") {
+        let image = node.dir.path().join(format!("{}.fl", case.name));
+        write_unsafe(&case, &format!("{}/blocks", node.hub.url()), &image);
+        node.hub.put(&format!("/user/{}.fl", case.name), &std::fs::read(&image).expect("image"));
+        let url = format!("{}/user/{}.fl", node.hub.url(), case.name);
+        let err = node.call(node.flist.mount(case.name.into(), url, MountOptions::read_only())).expect_err(case.name);
+        assert!(err.contains("unsafe flist") && err.contains(case.expected), "{}: {err}", case.name);
+        assert_eq!(node.call(node.flist.exists(case.name.into())), Ok(false));
+    }
+    assert_eq!(node.mounts(), Vec::<PathBuf>::new(), "nothing of a refused flist is mounted");
+    assert_eq!(node.states(), Vec::<String>::new(), "and no state is kept for one");
     let err = node.call(node.flist.mount(
         "gone".into(),
         format!("{}/user/none.fl", node.hub.url()),
