@@ -9,7 +9,10 @@
 //!
 //! Every live mount has a state file (`state/<name>.json`, 0600: the flist's md5, the child's pid, the
 //! options), so that after a restart [`Mounts::recover`] finds the live mounts again; a FUSE mount
-//! whose server died (`ENOTCONN`) is unmounted lazily, at start and whenever it is looked at.
+//! whose server died (`ENOTCONN`) is unmounted lazily, at start and whenever it is looked at. An
+//! `Unmount` marks the state file `volume_pending` before it takes anything down, and removes it only
+//! once the volume is deleted: a failed `VolumeDelete` is retried by the next `Unmount` or `Mount` of the
+//! name and at the next start, never leaked.
 
 use crate::FlistError;
 use crate::config::Layout;
@@ -62,6 +65,10 @@ pub struct MountState {
     pub upper: Option<PathBuf>,
     /// The volume made for this mount, deleted on `Unmount` (none when read-only or persisted).
     pub volume: Option<String>,
+    /// Unmounted, but its volume is still to be deleted (a `VolumeDelete` failed, or the daemon died
+    /// before it was done): the next `Unmount` or `Mount` of the name, or the next start, retries it.
+    #[serde(default)]
+    pub volume_pending: bool,
 }
 
 /// A live mount.
@@ -153,6 +160,34 @@ impl Mounts {
         self.layout.state.join(format!("{name}.json"))
     }
 
+    /// Writes a mount's state file (0600, atomically).
+    fn save(&self, state: &MountState) -> Result<(), FlistError> {
+        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        Ok(zos_interfaces::daemon::write_private(&self.state_file(&state.name), &json)?)
+    }
+
+    /// Deletes the volume an earlier `Unmount` of `name` left to delete, if any, and then its state file;
+    /// on failure both stay, for the next try.
+    fn delete_pending(&self, name: &str) -> Result<(), FlistError> {
+        let path = self.state_file(name);
+        let state = match read_state(&path) {
+            Ok(state) => state,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        if !state.volume_pending {
+            return Ok(());
+        }
+        if let Some(volume) = &state.volume {
+            self.volumes.delete(volume)?;
+            tracing::info!(name, volume, "the volume left by an earlier unmount is deleted");
+        }
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
     fn lock(&self, name: &str) -> Arc<Mutex<()>> {
         self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_default().clone()
     }
@@ -169,6 +204,8 @@ impl Mounts {
         if self.check(name, &target) {
             return Ok(target);
         }
+        // A volume an earlier unmount of this name failed to delete is never reused by a new mount.
+        self.delete_pending(name)?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(FlistError::Store { url: url.to_string(), why: "flists are fetched over http(s) only".into() });
         }
@@ -211,6 +248,7 @@ impl Mounts {
             limit: opt.limit,
             upper: None,
             volume: None,
+            volume_pending: false,
         };
         let finished = if opt.read_only {
             Ok(())
@@ -232,10 +270,7 @@ impl Mounts {
             }
             overlaid
         };
-        let finished = finished.and_then(|()| {
-            let json = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
-            zos_interfaces::daemon::write_private(&self.state_file(name), &json).map_err(FlistError::from)
-        });
+        let finished = finished.and_then(|()| self.save(&state));
         if let Err(err) = finished {
             if !opt.read_only && mountinfo::is_mounted(&target) {
                 let _ = mountinfo::unmount(&target);
@@ -319,7 +354,8 @@ impl Mounts {
         }
     }
 
-    /// Takes a mount down: the overlay, the mount process and its FUSE mount, the state file.
+    /// Takes a mount down: the overlay, the mount process and its FUSE mount, and the state file unless
+    /// it records a volume still to delete.
     fn clean(&self, state: &MountState, child: Option<Child>, target: &Path) {
         if !state.read_only
             && mountinfo::is_mounted(target)
@@ -332,7 +368,9 @@ impl Mounts {
         for dir in [target, &state.lower] {
             let _ = std::fs::remove_dir(dir);
         }
-        if let Err(err) = std::fs::remove_file(self.state_file(&state.name))
+        let pending = read_state(&self.state_file(&state.name)).is_ok_and(|saved| saved.volume_pending);
+        if !pending
+            && let Err(err) = std::fs::remove_file(self.state_file(&state.name))
             && err.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(name = state.name, "state file: {err}");
@@ -353,13 +391,16 @@ impl Mounts {
         let target = self.mountpoint(name)?;
         let lock = self.lock(name);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.live().get(name).map(|live| live.state.clone());
+        if let Some(state) = state.filter(|state| state.volume.is_some()) {
+            // Recorded before anything is taken down: should the delete fail, or the daemon die, the
+            // volume is not forgotten.
+            self.save(&MountState { volume_pending: true, ..state })?;
+        }
         let live = self.live().remove(name);
         match live {
             Some(live) => {
                 self.clean(&live.state, live.child, &target);
-                if let Some(volume) = &live.state.volume {
-                    self.volumes.delete(volume)?;
-                }
                 tracing::info!(name, "unmounted");
             }
             None => {
@@ -369,7 +410,7 @@ impl Mounts {
                 let _ = std::fs::remove_dir(&target);
             }
         }
-        Ok(())
+        self.delete_pending(name)
     }
 
     /// The md5 of the flist mount `name` runs; `name` may be the mount's path (ZOS `HashFromRootPath`).
@@ -396,8 +437,7 @@ impl Mounts {
         };
         self.volumes.update(&volume, limit)?;
         state.limit = limit;
-        let json = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
-        zos_interfaces::daemon::write_private(&self.state_file(name), &json)?;
+        self.save(&state)?;
         if let Some(live) = self.live().get_mut(name) {
             live.state = state;
         }
@@ -405,9 +445,10 @@ impl Mounts {
     }
 
     /// At start: partial downloads are removed; FUSE mounts under the daemon's directories whose server is
-    /// gone are detached; the mounts
-    /// the state files name are found again when live, cleaned up otherwise (their volumes are kept: a
-    /// later `Mount` of the name finds them). Returns the names of the live ones.
+    /// gone are detached; the volumes earlier unmounts left to delete are deleted (kept for the next try
+    /// when that fails); the mounts the state files name are found again when live, cleaned up otherwise
+    /// (their volumes are kept: a later `Mount` of the name finds them). Returns the names of the live
+    /// ones.
     pub fn recover(&self) -> Result<Vec<String>, FlistError> {
         // Downloads a crash interrupted: never part of the cache.
         for entry in std::fs::read_dir(&self.layout.flists)? {
@@ -436,10 +477,7 @@ impl Mounts {
             if path.extension().is_none_or(|ext| ext != "json") {
                 continue;
             }
-            let state: MountState = match std::fs::read(&path)
-                .map_err(|err| err.to_string())
-                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
-            {
+            let state = match read_state(&path) {
                 Ok(state) => state,
                 Err(err) => {
                     tracing::warn!(path = %path.display(), "unreadable state file, removed: {err}");
@@ -451,6 +489,12 @@ impl Mounts {
                 let _ = std::fs::remove_file(&path);
                 continue;
             };
+            if state.volume_pending {
+                if let Err(err) = self.delete_pending(&state.name) {
+                    tracing::warn!(name = state.name, "the volume left by an unmount is still not deleted: {err}");
+                }
+                continue;
+            }
             let alive = serving(state.pid, &state.lower)
                 && mountinfo::is_mounted(&state.lower)
                 && mountinfo::is_mounted(&target)
@@ -467,6 +511,12 @@ impl Mounts {
         found.sort();
         Ok(found)
     }
+}
+
+/// A state file (an unreadable or undecodable one is `InvalidData`).
+fn read_state(path: &Path) -> std::io::Result<MountState> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
 }
 
 /// Stops the mount process `pid` serving `lower` (SIGTERM: it unmounts and exits; SIGKILL after

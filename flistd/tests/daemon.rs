@@ -3,7 +3,8 @@
 //! process of its own. Read-only mounts are read back byte for byte; a read-write mount is an overlay
 //! whose writes land in a volume made through `storage@0.0.1` (a small storaged stand-in here whose
 //! volumes are tmpfs mounts of the requested size, so the quota is real); a daemon killed with -9 finds
-//! its live mounts again, and the mount of a process killed with -9 is detached at the next start.
+//! its live mounts again, and the mount of a process killed with -9 is detached at the next start; a
+//! failed `VolumeDelete` is retried, never leaked.
 //! They need root (FUSE, overlayfs, tmpfs) and redis-server; CI runs as root.
 
 mod support;
@@ -11,6 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use support::hub::Hub;
 use support::mounted;
@@ -29,9 +31,11 @@ fn root_or_skip(test: &str) -> bool {
     true
 }
 
-/// storaged as far as flistd uses it: volumes are tmpfs mounts of their size under `dir`.
+/// storaged as far as flistd uses it: volumes are tmpfs mounts of their size under `dir`; the next
+/// `fail_deletes` deletes fail.
 struct TmpfsVolumes {
     dir: PathBuf,
+    fail_deletes: AtomicU32,
 }
 
 fn unsupported<T>() -> Result<T, RemoteError> {
@@ -76,6 +80,9 @@ impl StorageModule for TmpfsVolumes {
         Ok(self.volume(&name).is_ok())
     }
     async fn volume_delete(&self, name: String) -> Result<(), RemoteError> {
+        if self.fail_deletes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(RemoteError::new(code::INTERNAL, format!("btrfs subvolume delete {name}: device busy")));
+        }
         let path = self.dir.join(&name);
         if mounted(&path) {
             nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
@@ -160,6 +167,7 @@ struct Node {
     src: PathBuf,
     md5: String,
     stop_storage: Option<tokio::sync::oneshot::Sender<()>>,
+    volumes: Arc<TmpfsVolumes>,
 }
 
 impl Node {
@@ -190,9 +198,9 @@ impl Node {
         std::fs::create_dir_all(dir.path().join("allowed")).expect("allowed");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let volumes = Arc::new(TmpfsVolumes { dir: dir.path().join("volumes") });
+        let volumes = Arc::new(TmpfsVolumes { dir: dir.path().join("volumes"), fail_deletes: AtomicU32::new(0) });
         let mut server = zos_zbus::Server::new("storage", redis.url(), 2);
-        server.register(StorageServer(volumes));
+        server.register(StorageServer(volumes.clone()));
         runtime.spawn(server.run(async move {
             let _ = stopped.await;
         }));
@@ -200,7 +208,7 @@ impl Node {
             FlistClient::new(zos_zbus::Client::connect(&redis.url()).await.expect("zbus"), "flist")
         });
         let mut node =
-            Node { dir, runtime, _redis: redis, hub, daemon: None, flist, src, md5, stop_storage: Some(stop) };
+            Node { dir, runtime, _redis: redis, hub, daemon: None, flist, src, md5, stop_storage: Some(stop), volumes };
         node.start_daemon();
         node
     }
@@ -480,4 +488,48 @@ fn a_restarted_daemon_finds_live_mounts_and_detaches_dead_ones() {
     // The dead one can be mounted again.
     node.mount("dead", MountOptions::read_only()).expect("mounted again");
     assert_same_bytes(&node.src, &dead);
+}
+
+/// A `VolumeDelete` that fails at `Unmount` leaks nothing: the mount is gone, the state file stays
+/// marked `volume_pending`, and the next `Unmount` deletes the volume; after a daemon restart, the
+/// start deletes it.
+#[test]
+fn a_failed_volume_delete_is_retried_never_leaked() {
+    if !root_or_skip("a_failed_volume_delete_is_retried_never_leaked") {
+        return;
+    }
+    let mut node = Node::start();
+    let opt = MountOptions { read_only: false, limit: 4 << 20, ..MountOptions::default() };
+    for name in ["again", "restart"] {
+        let path = PathBuf::from(node.mount(name, opt.clone()).unwrap_or_else(|e| panic!("{e}\n{}", node.log())));
+        std::fs::write(path.join("data"), b"user data").expect("write");
+        let volume = node.dir.path().join("volumes").join(name);
+        assert!(mounted(&volume));
+        node.volumes.fail_deletes.store(1, Ordering::SeqCst);
+        let err = node.call(node.flist.unmount(name.into())).expect_err("the delete fails");
+        assert!(err.contains("device busy") && err.contains(name), "{err}");
+        assert!(!mounted(&path), "the mount itself is gone");
+        assert_eq!(node.call(node.flist.exists(name.into())), Ok(false));
+        assert!(mounted(&volume), "the volume is still there");
+        let state = std::fs::read(node.root().join("state").join(format!("{name}.json"))).expect("state kept");
+        let state: serde_json::Value = serde_json::from_slice(&state).expect("json");
+        assert_eq!(state["volume_pending"], serde_json::Value::Bool(true), "{state}");
+        if name == "again" {
+            node.call(node.flist.unmount(name.into())).expect("the second unmount deletes it");
+        } else {
+            node.kill_daemon();
+            node.start_daemon();
+        }
+        assert!(!mounted(&volume), "{name}: the volume is deleted");
+        assert!(!node.states().contains(&format!("{name}.json")), "{name}: the state file is gone");
+    }
+    // A new mount of a name whose volume is pending never reuses the old data.
+    let path = PathBuf::from(node.mount("fresh", opt.clone()).expect("fresh"));
+    std::fs::write(path.join("data"), b"old").expect("write");
+    node.volumes.fail_deletes.store(1, Ordering::SeqCst);
+    node.call(node.flist.unmount("fresh".into())).expect_err("the delete fails");
+    let path = PathBuf::from(node.mount("fresh", opt).expect("mounted again"));
+    assert!(!path.join("data").exists(), "the pending volume was deleted before the new mount");
+    node.call(node.flist.unmount("fresh".into())).expect("unmount");
+    assert_eq!(node.states(), Vec::<String>::new());
 }
