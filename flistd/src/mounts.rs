@@ -444,6 +444,40 @@ impl Mounts {
         Ok(target)
     }
 
+    /// Evicts blocks from the cache (`store::evict`): those unused for `max_age`, then the least recently
+    /// used while the cache's filesystem has less than `min_free_percent` free. The blocks of every image
+    /// mounted now are kept. (A block of an image being mounted at this very moment may go: it is then
+    /// fetched again on its first read.)
+    pub fn evict(&self, max_age: Duration, min_free_percent: u8) -> Result<crate::store::Evicted, FlistError> {
+        let hashes: std::collections::BTreeSet<String> =
+            self.live().values().map(|live| live.state.hash.clone()).collect();
+        let mut keep = std::collections::HashSet::new();
+        for hash in hashes {
+            let reader = crate::meta::Reader::open(&self.layout.flists.join(&hash))?;
+            keep.extend(reader.block_ids()?);
+        }
+        let dir = &self.layout.blocks;
+        let max_bytes = if min_free_percent == 0 {
+            None
+        } else {
+            let fs = nix::sys::statvfs::statvfs(dir.as_path()).map_err(std::io::Error::from)?;
+            let size = fs.fragment_size();
+            let total = u128::from(fs.blocks()).saturating_mul(u128::from(size));
+            let free = u128::from(fs.blocks_available()).saturating_mul(u128::from(size));
+            let wanted = total.saturating_mul(u128::from(min_free_percent.min(100))) / 100;
+            let short = u64::try_from(wanted.saturating_sub(free)).unwrap_or(u64::MAX);
+            (short > 0)
+                .then(|| crate::store::cached_bytes(dir).map(|cached| cached.saturating_sub(short)))
+                .transpose()?
+        };
+        let older_than = std::time::SystemTime::now().checked_sub(max_age).unwrap_or(std::time::UNIX_EPOCH);
+        let evicted = crate::store::evict(dir, older_than, max_bytes, &keep)?;
+        if evicted.blocks > 0 {
+            tracing::info!(blocks = evicted.blocks, bytes = evicted.bytes, kept = keep.len(), "block cache evicted");
+        }
+        Ok(evicted)
+    }
+
     /// At start: partial downloads are removed; FUSE mounts under the daemon's directories whose server is
     /// gone are detached; the volumes earlier unmounts left to delete are deleted (kept for the next try
     /// when that fails); the mounts the state files name are found again when live, cleaned up otherwise

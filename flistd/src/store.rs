@@ -413,6 +413,28 @@ pub struct Evicted {
     pub bytes: u64,
 }
 
+/// How many bytes the blocks of a block cache take (0 when it does not exist yet).
+pub fn cached_bytes(dir: &Path) -> Result<u64, FlistError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err.into()),
+    };
+    let mut total = 0u64;
+    for entry in entries {
+        let entry = entry?;
+        if block_id(&entry.file_name().to_string_lossy()).is_some() {
+            total = total.saturating_add(entry.metadata()?.len());
+        }
+    }
+    Ok(total)
+}
+
+/// The id a cache file's name gives (64 hex digits), `None` for anything else.
+fn block_id(name: &str) -> Option<[u8; 32]> {
+    hex::decode(name).ok().and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+}
+
 /// Evicts blocks from a block cache: every block unused since `older_than` (ZOS keeps 90 days), then,
 /// when the cache still takes more than `max_bytes`, the least recently used ones until it fits. A block
 /// named in `keep` (the blocks of the images mounted now) is never evicted.
@@ -425,11 +447,7 @@ pub fn evict(
     let mut blocks = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(id) = hex::decode(&name).map_err(drop).and_then(|bytes| <[u8; 32]>::try_from(bytes).map_err(drop))
-        else {
-            continue;
-        };
+        let Some(id) = block_id(&entry.file_name().to_string_lossy()) else { continue };
         let meta = entry.metadata()?;
         blocks.push((meta.modified()?, meta.len(), id, entry.path()));
     }

@@ -172,6 +172,11 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with("")
+    }
+
+    /// A node whose daemon's configuration ends with `extra` (TOML tables).
+    fn start_with(extra: &str) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let redis = zos_zbus::local_redis::LocalRedis::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let hub = Hub::start(&dir.path().join("hub"));
@@ -188,7 +193,7 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "redis = {:?}\nroot = {:?}\nallow_dirs = [{:?}]\n[download]\nretries = 2\nbackoff_ms = 10\n",
+                "redis = {:?}\nroot = {:?}\nallow_dirs = [{:?}]\n[download]\nretries = 2\nbackoff_ms = 10\n{extra}",
                 redis.url(),
                 dir.path().join("flistd").display().to_string(),
                 dir.path().join("allowed").display().to_string()
@@ -532,4 +537,44 @@ fn a_failed_volume_delete_is_retried_never_leaked() {
     assert!(!path.join("data").exists(), "the pending volume was deleted before the new mount");
     node.call(node.flist.unmount("fresh".into())).expect("unmount");
     assert_eq!(node.states(), Vec::<String>::new());
+}
+
+/// The daemon's block cache eviction (every second here): once every cached block is 100 days old,
+/// those of an image no longer mounted go and those of the mounted image stay.
+#[test]
+fn the_daemon_evicts_old_blocks_but_never_those_of_a_mounted_image() {
+    if !root_or_skip("the_daemon_evicts_old_blocks_but_never_those_of_a_mounted_image") {
+        return;
+    }
+    let node = Node::start_with("[evict]\ninterval_secs = 1\n");
+    let other = node.dir.path().join("other-src");
+    std::fs::create_dir_all(&other).expect("other");
+    std::fs::write(other.join("only-here"), b"a block no other image has\n".repeat(1000)).expect("file");
+    let image = node.dir.path().join("other.fl");
+    zos_flistd::pack::pack(&other, &node.hub.store(), &image).expect("pack");
+    node.hub.put("/user/other.fl", &std::fs::read(&image).expect("image"));
+    let kept = PathBuf::from(node.mount("kept", MountOptions::read_only()).expect("kept"));
+    assert_same_bytes(&node.src, &kept);
+    let url = format!("{}/user/other.fl", node.hub.url());
+    let gone = PathBuf::from(node.call(node.flist.mount("gone".into(), url, MountOptions::read_only())).expect("gone"));
+    assert_same_bytes(&other, &gone);
+    node.call(node.flist.unmount("gone".into())).expect("unmount");
+    let ids = |image: &Path| zos_flistd::meta::Reader::open(image).expect("open").block_ids().expect("ids");
+    let (mounted_ids, unmounted_ids) = (ids(&node.dir.path().join("image.fl")), ids(&image));
+    assert!(mounted_ids.is_disjoint(&unmounted_ids));
+    let blocks = std::fs::canonicalize(node.root()).expect("root").join("blocks");
+    let cached = |id: &[u8; 32]| blocks.join(hex::encode(id)).exists();
+    assert!(mounted_ids.iter().chain(&unmounted_ids).all(cached), "every block read is cached");
+    let old = std::time::SystemTime::now() - Duration::from_secs(100 * 86_400);
+    for entry in std::fs::read_dir(&blocks).expect("blocks") {
+        let file = std::fs::File::options().write(true).open(entry.expect("entry").path()).expect("block");
+        file.set_modified(old).expect("age");
+    }
+    let started = Instant::now();
+    while unmounted_ids.iter().any(cached) {
+        assert!(started.elapsed() < Duration::from_secs(10), "old blocks never evicted: {}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mounted_ids.iter().all(cached), "the blocks of a mounted image stay, however old");
+    assert_same_bytes(&node.src, &kept);
 }
