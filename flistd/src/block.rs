@@ -47,13 +47,18 @@ pub fn seal(plain: &[u8]) -> Result<(Block, Vec<u8>), FlistError> {
     Ok((Block { id: blake2b(&sealed), key }, sealed))
 }
 
+/// Whether `sealed` is the ciphertext block `id` names (blake2b-256, or sha256 for older flists): what
+/// can be checked of a block without its key, before it is kept.
+pub fn matches_id(id: &[u8; 32], sealed: &[u8]) -> bool {
+    blake2b(sealed) == *id || <[u8; 32]>::from(Sha256::digest(sealed)) == *id
+}
+
 /// Decodes a block fetched from a store, and verifies it: the ciphertext must hash to the id, and the
 /// plaintext to the key (blake2b-256, or sha256 for flists made by older rfs versions). A block that
 /// fails is an error, never data.
 pub fn open(block: &Block, sealed: &[u8]) -> Result<Vec<u8>, FlistError> {
     let fail = |why: &str| FlistError::Block { id: block.hex_id(), why: why.into() };
-    let sealed_hash_ok = blake2b(sealed) == block.id || <[u8; 32]>::from(Sha256::digest(sealed)) == block.id;
-    if !sealed_hash_ok {
+    if !matches_id(&block.id, sealed) {
         return Err(fail("content does not match its id"));
     }
     let cipher = Aes256Gcm::new_from_slice(&block.key).map_err(|_| fail("invalid key"))?;

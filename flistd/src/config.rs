@@ -15,6 +15,11 @@
 //! retries = 5
 //! backoff_ms = 500
 //! max_bytes = 1073741824
+//!
+//! [evict]
+//! max_age_days = 90
+//! min_free_percent = 10
+//! interval_secs = 3600
 //! ```
 
 use crate::hub::HubConfig;
@@ -49,6 +54,41 @@ pub struct Config {
     /// How `.fl` files are downloaded.
     #[serde(default)]
     pub download: Download,
+    /// When cached blocks are evicted.
+    #[serde(default)]
+    pub evict: Evict,
+}
+
+/// The block cache's eviction: blocks unused for `max_age_days` (ZOS: 90), and the least recently used
+/// ones while the cache's filesystem has less than `min_free_percent` free, checked at start and every
+/// `interval_secs`; a block of an image mounted now is never evicted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Evict {
+    /// Days a block may go unused.
+    pub max_age_days: u64,
+    /// The share of the cache's filesystem kept free, in percent (0: no limit by space).
+    pub min_free_percent: u8,
+    /// Seconds between two evictions.
+    pub interval_secs: u64,
+}
+
+impl Default for Evict {
+    fn default() -> Evict {
+        Evict { max_age_days: 90, min_free_percent: 10, interval_secs: 3600 }
+    }
+}
+
+impl Evict {
+    /// How long a block may go unused.
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(self.max_age_days.saturating_mul(86_400))
+    }
+
+    /// The pause between two evictions (at least a second).
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs.max(1))
+    }
 }
 
 fn default_root() -> PathBuf {
@@ -166,5 +206,7 @@ mod tests {
             (4, &defaults.storage_module, &vec![])
         );
         assert_eq!(config.download.hub(), defaults.download.hub());
+        assert_eq!(config.evict, defaults.evict);
+        assert_eq!(config.evict, Evict::default());
     }
 }

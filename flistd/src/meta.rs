@@ -164,6 +164,19 @@ impl Reader {
         Ok(blocks)
     }
 
+    /// The ids of every block the flist names (each once): what the block cache keeps while it is mounted.
+    pub fn block_ids(&self) -> Result<std::collections::HashSet<[u8; 32]>, FlistError> {
+        let mut statement = self.db.prepare("SELECT DISTINCT id FROM block")?;
+        let mut rows = statement.query([])?;
+        let mut ids = std::collections::HashSet::new();
+        while let Some(row) = rows.next()? {
+            if let Some(id) = bytes(row.get_ref(0)?).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
+    }
+
     /// A tag's value (`version`, `description`, `author`, or any other).
     pub fn tag(&self, key: &str) -> Result<Option<String>, FlistError> {
         Ok(self.db.query_row("SELECT value FROM tag WHERE key = ?1", params![key], |row| row.get(0)).optional()?)

@@ -9,7 +9,10 @@
 //!
 //! Every live mount has a state file (`state/<name>.json`, 0600: the flist's md5, the child's pid, the
 //! options), so that after a restart [`Mounts::recover`] finds the live mounts again; a FUSE mount
-//! whose server died (`ENOTCONN`) is unmounted lazily, at start and whenever it is looked at.
+//! whose server died (`ENOTCONN`) is unmounted lazily, at start and whenever it is looked at. An
+//! `Unmount` marks the state file `volume_pending` before it takes anything down, and removes it only
+//! once the volume is deleted: a failed `VolumeDelete` is retried by the next `Unmount` or `Mount` of the
+//! name and at the next start, never leaked.
 
 use crate::FlistError;
 use crate::config::Layout;
@@ -62,6 +65,10 @@ pub struct MountState {
     pub upper: Option<PathBuf>,
     /// The volume made for this mount, deleted on `Unmount` (none when read-only or persisted).
     pub volume: Option<String>,
+    /// Unmounted, but its volume is still to be deleted (a `VolumeDelete` failed, or the daemon died
+    /// before it was done): the next `Unmount` or `Mount` of the name, or the next start, retries it.
+    #[serde(default)]
+    pub volume_pending: bool,
 }
 
 /// A live mount.
@@ -153,6 +160,34 @@ impl Mounts {
         self.layout.state.join(format!("{name}.json"))
     }
 
+    /// Writes a mount's state file (0600, atomically).
+    fn save(&self, state: &MountState) -> Result<(), FlistError> {
+        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        Ok(zos_interfaces::daemon::write_private(&self.state_file(&state.name), &json)?)
+    }
+
+    /// Deletes the volume an earlier `Unmount` of `name` left to delete, if any, and then its state file;
+    /// on failure both stay, for the next try.
+    fn delete_pending(&self, name: &str) -> Result<(), FlistError> {
+        let path = self.state_file(name);
+        let state = match read_state(&path) {
+            Ok(state) => state,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        if !state.volume_pending {
+            return Ok(());
+        }
+        if let Some(volume) = &state.volume {
+            self.volumes.delete(volume)?;
+            tracing::info!(name, volume, "the volume left by an earlier unmount is deleted");
+        }
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
     fn lock(&self, name: &str) -> Arc<Mutex<()>> {
         self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_default().clone()
     }
@@ -169,6 +204,8 @@ impl Mounts {
         if self.check(name, &target) {
             return Ok(target);
         }
+        // A volume an earlier unmount of this name failed to delete is never reused by a new mount.
+        self.delete_pending(name)?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(FlistError::Store { url: url.to_string(), why: "flists are fetched over http(s) only".into() });
         }
@@ -191,6 +228,10 @@ impl Mounts {
         // The daemon checks the routes itself before anything runs them (the mount process does too).
         let reader = crate::meta::Reader::open(&flist.path)?;
         crate::store::Router::new(reader.routes()?, &DirPolicy::Under(self.allow_dirs.clone()))?;
+        // And the whole tree: a name with `/` or `..`, a loop in `parent`, an absurd size is refused
+        // before anything is mounted (device nodes are allowed: a VM's root filesystem has them, and
+        // the FUSE mount is `nodev`).
+        crate::unpack::check(&reader, crate::unpack::Options { devices: true })?;
         drop(reader);
         let lower = if opt.read_only { target.clone() } else { self.layout.lower.join(name) };
         std::fs::create_dir_all(&lower)?;
@@ -207,6 +248,7 @@ impl Mounts {
             limit: opt.limit,
             upper: None,
             volume: None,
+            volume_pending: false,
         };
         let finished = if opt.read_only {
             Ok(())
@@ -228,10 +270,7 @@ impl Mounts {
             }
             overlaid
         };
-        let finished = finished.and_then(|()| {
-            let json = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
-            zos_interfaces::daemon::write_private(&self.state_file(name), &json).map_err(FlistError::from)
-        });
+        let finished = finished.and_then(|()| self.save(&state));
         if let Err(err) = finished {
             if !opt.read_only && mountinfo::is_mounted(&target) {
                 let _ = mountinfo::unmount(&target);
@@ -315,7 +354,8 @@ impl Mounts {
         }
     }
 
-    /// Takes a mount down: the overlay, the mount process and its FUSE mount, the state file.
+    /// Takes a mount down: the overlay, the mount process and its FUSE mount, and the state file unless
+    /// it records a volume still to delete.
     fn clean(&self, state: &MountState, child: Option<Child>, target: &Path) {
         if !state.read_only
             && mountinfo::is_mounted(target)
@@ -328,7 +368,9 @@ impl Mounts {
         for dir in [target, &state.lower] {
             let _ = std::fs::remove_dir(dir);
         }
-        if let Err(err) = std::fs::remove_file(self.state_file(&state.name))
+        let pending = read_state(&self.state_file(&state.name)).is_ok_and(|saved| saved.volume_pending);
+        if !pending
+            && let Err(err) = std::fs::remove_file(self.state_file(&state.name))
             && err.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(name = state.name, "state file: {err}");
@@ -349,13 +391,16 @@ impl Mounts {
         let target = self.mountpoint(name)?;
         let lock = self.lock(name);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.live().get(name).map(|live| live.state.clone());
+        if let Some(state) = state.filter(|state| state.volume.is_some()) {
+            // Recorded before anything is taken down: should the delete fail, or the daemon die, the
+            // volume is not forgotten.
+            self.save(&MountState { volume_pending: true, ..state })?;
+        }
         let live = self.live().remove(name);
         match live {
             Some(live) => {
                 self.clean(&live.state, live.child, &target);
-                if let Some(volume) = &live.state.volume {
-                    self.volumes.delete(volume)?;
-                }
                 tracing::info!(name, "unmounted");
             }
             None => {
@@ -365,7 +410,7 @@ impl Mounts {
                 let _ = std::fs::remove_dir(&target);
             }
         }
-        Ok(())
+        self.delete_pending(name)
     }
 
     /// The md5 of the flist mount `name` runs; `name` may be the mount's path (ZOS `HashFromRootPath`).
@@ -392,18 +437,52 @@ impl Mounts {
         };
         self.volumes.update(&volume, limit)?;
         state.limit = limit;
-        let json = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
-        zos_interfaces::daemon::write_private(&self.state_file(name), &json)?;
+        self.save(&state)?;
         if let Some(live) = self.live().get_mut(name) {
             live.state = state;
         }
         Ok(target)
     }
 
+    /// Evicts blocks from the cache (`store::evict`): those unused for `max_age`, then the least recently
+    /// used while the cache's filesystem has less than `min_free_percent` free. The blocks of every image
+    /// mounted now are kept. (A block of an image being mounted at this very moment may go: it is then
+    /// fetched again on its first read.)
+    pub fn evict(&self, max_age: Duration, min_free_percent: u8) -> Result<crate::store::Evicted, FlistError> {
+        let hashes: std::collections::BTreeSet<String> =
+            self.live().values().map(|live| live.state.hash.clone()).collect();
+        let mut keep = std::collections::HashSet::new();
+        for hash in hashes {
+            let reader = crate::meta::Reader::open(&self.layout.flists.join(&hash))?;
+            keep.extend(reader.block_ids()?);
+        }
+        let dir = &self.layout.blocks;
+        let max_bytes = if min_free_percent == 0 {
+            None
+        } else {
+            let fs = nix::sys::statvfs::statvfs(dir.as_path()).map_err(std::io::Error::from)?;
+            let size = fs.fragment_size();
+            let total = u128::from(fs.blocks()).saturating_mul(u128::from(size));
+            let free = u128::from(fs.blocks_available()).saturating_mul(u128::from(size));
+            let wanted = total.saturating_mul(u128::from(min_free_percent.min(100))) / 100;
+            let short = u64::try_from(wanted.saturating_sub(free)).unwrap_or(u64::MAX);
+            (short > 0)
+                .then(|| crate::store::cached_bytes(dir).map(|cached| cached.saturating_sub(short)))
+                .transpose()?
+        };
+        let older_than = std::time::SystemTime::now().checked_sub(max_age).unwrap_or(std::time::UNIX_EPOCH);
+        let evicted = crate::store::evict(dir, older_than, max_bytes, &keep)?;
+        if evicted.blocks > 0 {
+            tracing::info!(blocks = evicted.blocks, bytes = evicted.bytes, kept = keep.len(), "block cache evicted");
+        }
+        Ok(evicted)
+    }
+
     /// At start: partial downloads are removed; FUSE mounts under the daemon's directories whose server is
-    /// gone are detached; the mounts
-    /// the state files name are found again when live, cleaned up otherwise (their volumes are kept: a
-    /// later `Mount` of the name finds them). Returns the names of the live ones.
+    /// gone are detached; the volumes earlier unmounts left to delete are deleted (kept for the next try
+    /// when that fails); the mounts the state files name are found again when live, cleaned up otherwise
+    /// (their volumes are kept: a later `Mount` of the name finds them). Returns the names of the live
+    /// ones.
     pub fn recover(&self) -> Result<Vec<String>, FlistError> {
         // Downloads a crash interrupted: never part of the cache.
         for entry in std::fs::read_dir(&self.layout.flists)? {
@@ -432,10 +511,7 @@ impl Mounts {
             if path.extension().is_none_or(|ext| ext != "json") {
                 continue;
             }
-            let state: MountState = match std::fs::read(&path)
-                .map_err(|err| err.to_string())
-                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
-            {
+            let state = match read_state(&path) {
                 Ok(state) => state,
                 Err(err) => {
                     tracing::warn!(path = %path.display(), "unreadable state file, removed: {err}");
@@ -447,6 +523,12 @@ impl Mounts {
                 let _ = std::fs::remove_file(&path);
                 continue;
             };
+            if state.volume_pending {
+                if let Err(err) = self.delete_pending(&state.name) {
+                    tracing::warn!(name = state.name, "the volume left by an unmount is still not deleted: {err}");
+                }
+                continue;
+            }
             let alive = serving(state.pid, &state.lower)
                 && mountinfo::is_mounted(&state.lower)
                 && mountinfo::is_mounted(&target)
@@ -463,6 +545,12 @@ impl Mounts {
         found.sort();
         Ok(found)
     }
+}
+
+/// A state file (an unreadable or undecodable one is `InvalidData`).
+fn read_state(path: &Path) -> std::io::Result<MountState> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
 }
 
 /// Stops the mount process `pid` serving `lower` (SIGTERM: it unmounts and exits; SIGKILL after

@@ -223,8 +223,9 @@ type Flight = (Mutex<bool>, Condvar);
 
 /// A store with a block cache in front (on the cache volume), keyed by block id. One download is in
 /// flight per block: concurrent readers of a block that is not cached yet wait for the first one's
-/// download. A cached block is written under a unique temporary name and renamed into place, so a
-/// reader never sees a partial one; what it holds is verified again when the block is opened.
+/// download. A fetched block enters the cache only when its ciphertext hashes to its id, under a
+/// unique temporary name renamed into place, so a reader never sees a partial or corrupted one; what it
+/// holds is verified again when the block is opened.
 pub struct CachedStore {
     inner: Box<dyn Store>,
     dir: PathBuf,
@@ -261,8 +262,13 @@ impl CachedStore {
     fn fetch(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, FlistError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let Some(sealed) = self.inner.get(id)? else { return Ok(None) };
-        std::fs::create_dir_all(&self.dir)?;
         let name = hex::encode(id);
+        // A block that is not what its id names (corrupted on the way) never enters the cache: the next
+        // read fetches it again.
+        if !crate::block::matches_id(id, &sealed) {
+            return Err(FlistError::Block { id: name, why: "content does not match its id".into() });
+        }
+        std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id()));
         std::fs::write(&tmp, &sealed)?;
         std::fs::rename(&tmp, self.dir.join(name))?;
@@ -407,6 +413,28 @@ pub struct Evicted {
     pub bytes: u64,
 }
 
+/// How many bytes the blocks of a block cache take (0 when it does not exist yet).
+pub fn cached_bytes(dir: &Path) -> Result<u64, FlistError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err.into()),
+    };
+    let mut total = 0u64;
+    for entry in entries {
+        let entry = entry?;
+        if block_id(&entry.file_name().to_string_lossy()).is_some() {
+            total = total.saturating_add(entry.metadata()?.len());
+        }
+    }
+    Ok(total)
+}
+
+/// The id a cache file's name gives (64 hex digits), `None` for anything else.
+fn block_id(name: &str) -> Option<[u8; 32]> {
+    hex::decode(name).ok().and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+}
+
 /// Evicts blocks from a block cache: every block unused since `older_than` (ZOS keeps 90 days), then,
 /// when the cache still takes more than `max_bytes`, the least recently used ones until it fits. A block
 /// named in `keep` (the blocks of the images mounted now) is never evicted.
@@ -419,11 +447,7 @@ pub fn evict(
     let mut blocks = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(id) = hex::decode(&name).map_err(drop).and_then(|bytes| <[u8; 32]>::try_from(bytes).map_err(drop))
-        else {
-            continue;
-        };
+        let Some(id) = block_id(&entry.file_name().to_string_lossy()) else { continue };
         let meta = entry.metadata()?;
         blocks.push((meta.modified()?, meta.len(), id, entry.path()));
     }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The largest file an flist may declare (1 TiB).
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
@@ -53,51 +53,95 @@ fn set_metadata(path: &Path, inode: &Inode, symlink: bool) -> Result<(), FlistEr
     Ok(())
 }
 
-/// Extracts the flist `reader` describes into `dest` (which must not exist yet), with its blocks from
-/// `router`.
-pub fn unpack(reader: &Reader, router: &Router, dest: &Path, options: Options) -> Result<(), FlistError> {
+/// Walks the tree of `reader` from its root, depth first, refusing what is unsafe before `visit` sees
+/// it: an entry reached twice (a loop in `parent`), a name that is not one path component, a file
+/// declaring more than [`MAX_FILE_SIZE`], a device node, FIFO or socket unless `options.devices`.
+/// `visit` gets each entry and its directory's value, and returns a value for a directory to descend
+/// into it (`None`: skip it). Returns every directory visited, with its value, in the order visited.
+fn walk<T>(
+    reader: &Reader,
+    options: Options,
+    root_value: T,
+    mut visit: impl FnMut(&Inode, &T) -> Result<Option<T>, FlistError>,
+) -> Result<Vec<(Inode, T)>, FlistError> {
     let root = reader.inode(ROOT)?.ok_or_else(|| FlistError::Unsafe("no root inode".into()))?;
     if root.mode & S_IFMT != S_IFDIR {
         return Err(FlistError::Unsafe("the root is not a directory".into()));
     }
-    std::fs::create_dir(dest)?;
     let mut seen = HashSet::from([ROOT]);
-    let mut dirs: Vec<(Inode, PathBuf)> = vec![(root, dest.to_path_buf())];
-    let mut finished: Vec<(Inode, PathBuf)> = Vec::new();
-    while let Some((dir, path)) = dirs.pop() {
+    let mut dirs: Vec<(Inode, T)> = vec![(root, root_value)];
+    let mut finished: Vec<(Inode, T)> = Vec::new();
+    while let Some((dir, value)) = dirs.pop() {
         for child in reader.children(dir.ino)? {
             if !seen.insert(child.ino) {
                 return Err(FlistError::Unsafe(format!("inode {} is reached twice: a loop in parent", child.ino)));
             }
             check_name(&child)?;
-            let target = path.join(std::ffi::OsStr::from_bytes(child.name.as_bytes()));
             match child.mode & S_IFMT {
-                S_IFDIR => {
-                    std::fs::create_dir(&target)?;
-                    dirs.push((child, target));
-                    continue;
+                S_IFDIR | S_IFLNK => {}
+                S_IFREG if child.size > MAX_FILE_SIZE => {
+                    return Err(FlistError::Unsafe(format!("{:?} declares {} bytes", child.name, child.size)));
                 }
-                S_IFREG => write_file(reader, router, &child, &target)?,
-                S_IFLNK => {
-                    let link = child.data.clone().unwrap_or_default();
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&link), &target)?;
-                }
-                _ if options.devices => {
-                    let kind = nix::sys::stat::SFlag::from_bits_truncate(child.mode & S_IFMT);
-                    let perm = nix::sys::stat::Mode::from_bits_truncate(child.mode & 0o7777);
-                    nix::sys::stat::mknod(&target, kind, perm, child.rdev).map_err(std::io::Error::from)?;
-                }
+                S_IFREG => {}
+                _ if options.devices => {}
                 _ => {
                     return Err(FlistError::Unsafe(format!(
-                        "{} is a device node, FIFO or socket (allowed only for a VM's root filesystem)",
-                        target.display()
+                        "{:?} is a device node, FIFO or socket (allowed only for a VM's root filesystem)",
+                        child.name
                     )));
                 }
             }
-            set_metadata(&target, &child, child.mode & S_IFMT == S_IFLNK)?;
+            if let Some(child_value) = visit(&child, &value)?
+                && child.mode & S_IFMT == S_IFDIR
+            {
+                dirs.push((child, child_value));
+            }
         }
-        finished.push((dir, path));
+        finished.push((dir, value));
     }
+    Ok(finished)
+}
+
+/// Checks the whole tree of an flist without reading a block: what [`unpack`] refuses (names with
+/// `/`, `.` or `..`, loops in `parent`, absurd sizes, device nodes unless `options.devices`) is
+/// refused here, so that the daemon never mounts such an image. Returns the number of entries.
+pub fn check(reader: &Reader, options: Options) -> Result<u64, FlistError> {
+    let mut entries = 0u64;
+    walk(reader, options, (), |_, _| {
+        entries = entries.saturating_add(1);
+        Ok(Some(()))
+    })?;
+    Ok(entries)
+}
+
+/// Extracts the flist `reader` describes into `dest` (which must not exist yet), with its blocks from
+/// `router`. The tree is checked whole first ([`check`]): nothing is written for an unsafe archive.
+pub fn unpack(reader: &Reader, router: &Router, dest: &Path, options: Options) -> Result<(), FlistError> {
+    check(reader, options)?;
+    std::fs::create_dir(dest)?;
+    let finished = walk(reader, options, dest.to_path_buf(), |child, path| {
+        let target = path.join(std::ffi::OsStr::from_bytes(child.name.as_bytes()));
+        match child.mode & S_IFMT {
+            S_IFDIR => {
+                std::fs::create_dir(&target)?;
+                // Its metadata is set once its entries are written.
+                return Ok(Some(target));
+            }
+            S_IFREG => write_file(reader, router, child, &target)?,
+            S_IFLNK => {
+                let link = child.data.clone().unwrap_or_default();
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&link), &target)?;
+            }
+            // What the walk let through: device nodes, FIFOs and sockets asked for.
+            _ => {
+                let kind = nix::sys::stat::SFlag::from_bits_truncate(child.mode & S_IFMT);
+                let perm = nix::sys::stat::Mode::from_bits_truncate(child.mode & 0o7777);
+                nix::sys::stat::mknod(&target, kind, perm, child.rdev).map_err(std::io::Error::from)?;
+            }
+        }
+        set_metadata(&target, child, child.mode & S_IFMT == S_IFLNK)?;
+        Ok(None)
+    })?;
     // Directories last, deepest first: writing into them changed their times.
     for (dir, path) in finished.into_iter().rev() {
         set_metadata(&path, &dir, false)?;
@@ -106,9 +150,6 @@ pub fn unpack(reader: &Reader, router: &Router, dest: &Path, options: Options) -
 }
 
 fn write_file(reader: &Reader, router: &Router, inode: &Inode, target: &Path) -> Result<(), FlistError> {
-    if inode.size > MAX_FILE_SIZE {
-        return Err(FlistError::Unsafe(format!("{} declares {} bytes", target.display(), inode.size)));
-    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -3,7 +3,8 @@
 //! process of its own. Read-only mounts are read back byte for byte; a read-write mount is an overlay
 //! whose writes land in a volume made through `storage@0.0.1` (a small storaged stand-in here whose
 //! volumes are tmpfs mounts of the requested size, so the quota is real); a daemon killed with -9 finds
-//! its live mounts again, and the mount of a process killed with -9 is detached at the next start.
+//! its live mounts again, and the mount of a process killed with -9 is detached at the next start; a
+//! failed `VolumeDelete` is retried, never leaked.
 //! They need root (FUSE, overlayfs, tmpfs) and redis-server; CI runs as root.
 
 mod support;
@@ -11,10 +12,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use support::hub::Hub;
 use support::mounted;
-use support::tree::{files, source_tree};
+use support::tree::{files, source_tree, unsafe_cases, write_unsafe};
 use zos_interfaces::flist::{FlistClient, MountOptions};
 use zos_interfaces::storage::{
     BrokenDevice, BrokenPool, Device, PoolMetrics, StorageModule, StorageServer, Usage, VDisk, Volume,
@@ -29,9 +31,11 @@ fn root_or_skip(test: &str) -> bool {
     true
 }
 
-/// storaged as far as flistd uses it: volumes are tmpfs mounts of their size under `dir`.
+/// storaged as far as flistd uses it: volumes are tmpfs mounts of their size under `dir`; the next
+/// `fail_deletes` deletes fail.
 struct TmpfsVolumes {
     dir: PathBuf,
+    fail_deletes: AtomicU32,
 }
 
 fn unsupported<T>() -> Result<T, RemoteError> {
@@ -76,6 +80,9 @@ impl StorageModule for TmpfsVolumes {
         Ok(self.volume(&name).is_ok())
     }
     async fn volume_delete(&self, name: String) -> Result<(), RemoteError> {
+        if self.fail_deletes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(RemoteError::new(code::INTERNAL, format!("btrfs subvolume delete {name}: device busy")));
+        }
         let path = self.dir.join(&name);
         if mounted(&path) {
             nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
@@ -160,10 +167,16 @@ struct Node {
     src: PathBuf,
     md5: String,
     stop_storage: Option<tokio::sync::oneshot::Sender<()>>,
+    volumes: Arc<TmpfsVolumes>,
 }
 
 impl Node {
     fn start() -> Node {
+        Node::start_with("")
+    }
+
+    /// A node whose daemon's configuration ends with `extra` (TOML tables).
+    fn start_with(extra: &str) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let redis = zos_zbus::local_redis::LocalRedis::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let hub = Hub::start(&dir.path().join("hub"));
@@ -180,7 +193,7 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "redis = {:?}\nroot = {:?}\nallow_dirs = [{:?}]\n[download]\nretries = 2\nbackoff_ms = 10\n",
+                "redis = {:?}\nroot = {:?}\nallow_dirs = [{:?}]\n[download]\nretries = 2\nbackoff_ms = 10\n{extra}",
                 redis.url(),
                 dir.path().join("flistd").display().to_string(),
                 dir.path().join("allowed").display().to_string()
@@ -190,9 +203,9 @@ impl Node {
         std::fs::create_dir_all(dir.path().join("allowed")).expect("allowed");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let volumes = Arc::new(TmpfsVolumes { dir: dir.path().join("volumes") });
+        let volumes = Arc::new(TmpfsVolumes { dir: dir.path().join("volumes"), fail_deletes: AtomicU32::new(0) });
         let mut server = zos_zbus::Server::new("storage", redis.url(), 2);
-        server.register(StorageServer(volumes));
+        server.register(StorageServer(volumes.clone()));
         runtime.spawn(server.run(async move {
             let _ = stopped.await;
         }));
@@ -200,7 +213,7 @@ impl Node {
             FlistClient::new(zos_zbus::Client::connect(&redis.url()).await.expect("zbus"), "flist")
         });
         let mut node =
-            Node { dir, runtime, _redis: redis, hub, daemon: None, flist, src, md5, stop_storage: Some(stop) };
+            Node { dir, runtime, _redis: redis, hub, daemon: None, flist, src, md5, stop_storage: Some(stop), volumes };
         node.start_daemon();
         node
     }
@@ -251,6 +264,22 @@ impl Node {
 
     fn mount(&self, name: &str, opt: MountOptions) -> Result<String, String> {
         self.call(self.flist.mount(name.into(), self.url(), opt))
+    }
+
+    /// What is mounted under the daemon's directory.
+    fn mounts(&self) -> Vec<PathBuf> {
+        let root = std::fs::canonicalize(self.root()).expect("root");
+        zos_flistd::mountinfo::mount_points().expect("mounts").into_iter().filter(|p| p.starts_with(&root)).collect()
+    }
+
+    /// The names of the daemon's state files.
+    fn states(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root().join("state"))
+            .expect("state")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     /// The pid of the mount process of `name`, from its state file.
@@ -368,6 +397,19 @@ fn daemon_refuses_what_zos_refuses() {
         .expect_err("outside the allow-list");
     assert!(err.contains("outside the allowed directories"), "{err}");
     assert_eq!(node.call(node.flist.exists("evil".into())), Ok(false));
+    // Malicious trees: a name with `/`, a `..`, a loop in `parent`, an absurd size; refused before
+    // anything is mounted.
+    for case in unsafe_cases().into_iter().filter(|case| case.name != "device") {
+        let image = node.dir.path().join(format!("{}.fl", case.name));
+        write_unsafe(&case, &format!("{}/blocks", node.hub.url()), &image);
+        node.hub.put(&format!("/user/{}.fl", case.name), &std::fs::read(&image).expect("image"));
+        let url = format!("{}/user/{}.fl", node.hub.url(), case.name);
+        let err = node.call(node.flist.mount(case.name.into(), url, MountOptions::read_only())).expect_err(case.name);
+        assert!(err.contains("unsafe flist") && err.contains(case.expected), "{}: {err}", case.name);
+        assert_eq!(node.call(node.flist.exists(case.name.into())), Ok(false));
+    }
+    assert_eq!(node.mounts(), Vec::<PathBuf>::new(), "nothing of a refused flist is mounted");
+    assert_eq!(node.states(), Vec::<String>::new(), "and no state is kept for one");
     let err = node.call(node.flist.mount(
         "gone".into(),
         format!("{}/user/none.fl", node.hub.url()),
@@ -451,4 +493,88 @@ fn a_restarted_daemon_finds_live_mounts_and_detaches_dead_ones() {
     // The dead one can be mounted again.
     node.mount("dead", MountOptions::read_only()).expect("mounted again");
     assert_same_bytes(&node.src, &dead);
+}
+
+/// A `VolumeDelete` that fails at `Unmount` leaks nothing: the mount is gone, the state file stays
+/// marked `volume_pending`, and the next `Unmount` deletes the volume; after a daemon restart, the
+/// start deletes it.
+#[test]
+fn a_failed_volume_delete_is_retried_never_leaked() {
+    if !root_or_skip("a_failed_volume_delete_is_retried_never_leaked") {
+        return;
+    }
+    let mut node = Node::start();
+    let opt = MountOptions { read_only: false, limit: 4 << 20, ..MountOptions::default() };
+    for name in ["again", "restart"] {
+        let path = PathBuf::from(node.mount(name, opt.clone()).unwrap_or_else(|e| panic!("{e}\n{}", node.log())));
+        std::fs::write(path.join("data"), b"user data").expect("write");
+        let volume = node.dir.path().join("volumes").join(name);
+        assert!(mounted(&volume));
+        node.volumes.fail_deletes.store(1, Ordering::SeqCst);
+        let err = node.call(node.flist.unmount(name.into())).expect_err("the delete fails");
+        assert!(err.contains("device busy") && err.contains(name), "{err}");
+        assert!(!mounted(&path), "the mount itself is gone");
+        assert_eq!(node.call(node.flist.exists(name.into())), Ok(false));
+        assert!(mounted(&volume), "the volume is still there");
+        let state = std::fs::read(node.root().join("state").join(format!("{name}.json"))).expect("state kept");
+        let state: serde_json::Value = serde_json::from_slice(&state).expect("json");
+        assert_eq!(state["volume_pending"], serde_json::Value::Bool(true), "{state}");
+        if name == "again" {
+            node.call(node.flist.unmount(name.into())).expect("the second unmount deletes it");
+        } else {
+            node.kill_daemon();
+            node.start_daemon();
+        }
+        assert!(!mounted(&volume), "{name}: the volume is deleted");
+        assert!(!node.states().contains(&format!("{name}.json")), "{name}: the state file is gone");
+    }
+    // A new mount of a name whose volume is pending never reuses the old data.
+    let path = PathBuf::from(node.mount("fresh", opt.clone()).expect("fresh"));
+    std::fs::write(path.join("data"), b"old").expect("write");
+    node.volumes.fail_deletes.store(1, Ordering::SeqCst);
+    node.call(node.flist.unmount("fresh".into())).expect_err("the delete fails");
+    let path = PathBuf::from(node.mount("fresh", opt).expect("mounted again"));
+    assert!(!path.join("data").exists(), "the pending volume was deleted before the new mount");
+    node.call(node.flist.unmount("fresh".into())).expect("unmount");
+    assert_eq!(node.states(), Vec::<String>::new());
+}
+
+/// The daemon's block cache eviction (every second here): once every cached block is 100 days old,
+/// those of an image no longer mounted go and those of the mounted image stay.
+#[test]
+fn the_daemon_evicts_old_blocks_but_never_those_of_a_mounted_image() {
+    if !root_or_skip("the_daemon_evicts_old_blocks_but_never_those_of_a_mounted_image") {
+        return;
+    }
+    let node = Node::start_with("[evict]\ninterval_secs = 1\n");
+    let other = node.dir.path().join("other-src");
+    std::fs::create_dir_all(&other).expect("other");
+    std::fs::write(other.join("only-here"), b"a block no other image has\n".repeat(1000)).expect("file");
+    let image = node.dir.path().join("other.fl");
+    zos_flistd::pack::pack(&other, &node.hub.store(), &image).expect("pack");
+    node.hub.put("/user/other.fl", &std::fs::read(&image).expect("image"));
+    let kept = PathBuf::from(node.mount("kept", MountOptions::read_only()).expect("kept"));
+    assert_same_bytes(&node.src, &kept);
+    let url = format!("{}/user/other.fl", node.hub.url());
+    let gone = PathBuf::from(node.call(node.flist.mount("gone".into(), url, MountOptions::read_only())).expect("gone"));
+    assert_same_bytes(&other, &gone);
+    node.call(node.flist.unmount("gone".into())).expect("unmount");
+    let ids = |image: &Path| zos_flistd::meta::Reader::open(image).expect("open").block_ids().expect("ids");
+    let (mounted_ids, unmounted_ids) = (ids(&node.dir.path().join("image.fl")), ids(&image));
+    assert!(mounted_ids.is_disjoint(&unmounted_ids));
+    let blocks = std::fs::canonicalize(node.root()).expect("root").join("blocks");
+    let cached = |id: &[u8; 32]| blocks.join(hex::encode(id)).exists();
+    assert!(mounted_ids.iter().chain(&unmounted_ids).all(cached), "every block read is cached");
+    let old = std::time::SystemTime::now() - Duration::from_secs(100 * 86_400);
+    for entry in std::fs::read_dir(&blocks).expect("blocks") {
+        let file = std::fs::File::options().write(true).open(entry.expect("entry").path()).expect("block");
+        file.set_modified(old).expect("age");
+    }
+    let started = Instant::now();
+    while unmounted_ids.iter().any(cached) {
+        assert!(started.elapsed() < Duration::from_secs(10), "old blocks never evicted: {}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mounted_ids.iter().all(cached), "the blocks of a mounted image stay, however old");
+    assert_same_bytes(&node.src, &kept);
 }

@@ -1,8 +1,8 @@
 //! The hub over real HTTP on 127.0.0.1 (a small test server): `.fl` downloads cached and keyed by their
 //! md5, verified against `<url>.md5`, resumed with `Range` after a cut, refused when corrupt or not an
 //! flist (nothing enters the cache), a clear error when the hub is down; blocks served by an
-//! `http://` store, extracted and mounted with every file's bytes equal to the source, a missing block
-//! an error (EIO through the mount).
+//! `http://` store, extracted and mounted with every file's bytes equal to the source, a missing or
+//! corrupted block an error (EIO through the mount), concurrent readers of a block one download.
 
 mod support;
 
@@ -179,7 +179,8 @@ fn blocks_are_served_by_an_http_store() {
 }
 
 /// `flistd mount` of an flist whose blocks are on an `http://` store: every file equal to the source, a
-/// block the hub lost reads as EIO. Needs root (FUSE).
+/// block the hub lost reads as EIO, and so does a block the hub serves corrupted (never wrong bytes):
+/// it does not enter the cache, so once the hub serves it right the file reads right. Needs root (FUSE).
 #[test]
 fn mount_reads_blocks_over_http() {
     if !nix::unistd::geteuid().is_root() {
@@ -194,11 +195,16 @@ fn mount_reads_blocks_over_http() {
     let lost = reader.blocks(reader.lookup(1, "one-block").expect("l").expect("f").ino).expect("blocks")[0];
     let name = lost.hex_id();
     std::fs::remove_file(hub.block_path(&name)).expect("lose it");
+    let etc = reader.lookup(1, "etc").expect("etc").expect("etc");
+    let hostname = reader.blocks(reader.lookup(etc.ino, "hostname").expect("l").expect("f").ino).expect("blocks")[0];
+    let corrupted = hostname.hex_id();
+    hub.corrupt(&format!("/blocks/{}/{corrupted}", &corrupted[..2]), 3);
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).expect("mnt");
+    let cache = dir.path().join("cache");
     let mut child = Command::new(env!("CARGO_BIN_EXE_flistd"))
         .args(["mount", image.to_str().expect("path"), mnt.to_str().expect("path")])
-        .args(["--cache", dir.path().join("cache").to_str().expect("path")])
+        .args(["--cache", cache.to_str().expect("path")])
         .spawn()
         .expect("flistd mount");
     let started = std::time::Instant::now();
@@ -207,16 +213,23 @@ fn mount_reads_blocks_over_http() {
         assert!(child.try_wait().expect("wait").is_none(), "flistd mount exited");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let result = std::panic::catch_unwind(|| {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let err = std::fs::read(mnt.join("one-block")).expect_err("a lost block");
         assert_eq!(err.raw_os_error(), Some(nix::libc::EIO), "{err}");
-        for rel in files(&src).into_iter().filter(|rel| rel != Path::new("one-block")) {
+        let err = std::fs::read(mnt.join("etc/hostname")).expect_err("a corrupted block");
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EIO), "a corrupted block is EIO, never wrong bytes: {err}");
+        assert!(!cache.join(&corrupted).exists(), "a corrupted block never enters the cache");
+        let skip = [Path::new("one-block"), Path::new("etc/hostname")];
+        for rel in files(&src).into_iter().filter(|rel| !skip.contains(&rel.as_path())) {
             let (a, b) = (src.join(&rel), mnt.join(&rel));
             if a.is_file() && !a.is_symlink() {
                 assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"), "{}", rel.display());
             }
         }
-    });
+        hub.heal();
+        assert_eq!(std::fs::read(mnt.join("etc/hostname")).expect("served right now"), b"zos\n");
+        assert!(cache.join(&corrupted).exists(), "the right block is cached");
+    }));
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().expect("wait");
     if result.is_err() {
@@ -224,4 +237,32 @@ fn mount_reads_blocks_over_http() {
     }
     assert!(result.is_ok(), "the mount was wrong");
     assert!(status.success(), "{status}");
+}
+
+/// Concurrent readers of one block through an `http://` store with a cache (a slow hub, so that the
+/// requests would overlap): the hub is asked for the block exactly once, every reader gets its bytes.
+#[test]
+fn concurrent_readers_of_a_block_over_http_cause_one_download() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::start(&dir.path().join("hub"));
+    publish(&hub, dir.path());
+    let reader = Reader::open(&dir.path().join("image.fl")).expect("open");
+    let block = reader.blocks(reader.lookup(1, "one-block").expect("l").expect("f").ino).expect("blocks")[0];
+    let http = zos_flistd::store::open(&format!("{}/blocks", hub.url()), &DirPolicy::Under(Vec::new())).expect("http");
+    let cached = zos_flistd::store::CachedStore::new(http, dir.path().join("cache"));
+    hub.slow(Duration::from_millis(300));
+    hub.forget();
+    let expected = std::fs::read(dir.path().join("src/one-block")).expect("src");
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let sealed = zos_flistd::store::Store::get(&cached, &block.id).expect("get").expect("found");
+                assert_eq!(zos_flistd::block::open(&block, &sealed).expect("open"), expected);
+            });
+        }
+    });
+    let name = block.hex_id();
+    let asked: Vec<Asked> = hub.asked().into_iter().filter(|a| a.path.ends_with(&name)).collect();
+    assert_eq!(asked, [Asked { path: format!("/blocks/{}/{name}", &name[..2]), range: None }], "one download");
+    assert_eq!(cached.fetches(), 1);
 }

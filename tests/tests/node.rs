@@ -5,9 +5,12 @@
 //! deployment that does not fit is refused at the door with nothing stored; identity is enforced; a
 //! delete removes what the modules made. Needs root (loop devices, mounts, namespaces); CI is root.
 
+mod support;
+
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{GIB, Node, quiet, spawn};
 use zos_interfaces::network::NetworkClient;
 use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
 use zos_interfaces::storage::StorageClient;
@@ -15,62 +18,6 @@ use zos_tests::binary;
 use zos_types::{Deployment, ResultState, SigningKey};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
-
-const GIB: u64 = 1 << 30;
-
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|err| panic!("{program}: {err}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn quiet(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// Everything the test makes, removed on drop.
-struct Node {
-    dir: tempfile::TempDir,
-    loops: Vec<String>,
-    namespaces: Vec<String>,
-    links: Vec<String>,
-    provisiond: Option<Child>,
-    daemons: Vec<Child>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        for mut child in self.provisiond.take().into_iter().chain(self.daemons.drain(..)) {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(5) && child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let root = std::fs::canonicalize(self.dir.path()).unwrap_or_default();
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|t| std::path::Path::new(t).starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in mounts {
-            let _ = quiet("umount", &["-l", mount]);
-        }
-        for device in &self.loops {
-            let _ = quiet("losetup", &["-d", device]);
-        }
-        for ns in &self.namespaces {
-            let _ = quiet("ip", &["netns", "del", ns]);
-        }
-        for link in &self.links {
-            let _ = quiet("ip", &["link", "del", link]);
-        }
-    }
-}
 
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[11; 32])
@@ -83,16 +30,6 @@ fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deploym
     .expect("deployment");
     dl.sign(twin, &key());
     dl
-}
-
-fn spawn(dir: &std::path::Path, daemon: &str) -> Child {
-    Command::new(binary(daemon))
-        .args(["--config", dir.join(format!("{daemon}.toml")).to_str().expect("path")])
-        .stderr(
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{daemon}.log"))).expect("log"),
-        )
-        .spawn()
-        .unwrap_or_else(|err| panic!("{daemon}: {err}"))
 }
 
 fn spawn_provisiond(dir: &std::path::Path) -> Child {
@@ -119,36 +56,12 @@ async fn a_node_end_to_end() {
     }
     let pid = std::process::id() % 100_000;
     let tag = format!("ze{pid}");
-    let mut node = Node {
-        dir: tempfile::tempdir().expect("tempdir"),
-        loops: Vec::new(),
-        namespaces: vec![format!("{tag}ndmz")],
-        links: vec![format!("{tag}pb")],
-        provisiond: None,
-        daemons: Vec::new(),
-    };
-    let path = |name: &str| node.dir.path().join(name);
-    for (name, size) in [("ssd.img", 32 * GIB), ("hdd.img", 32 * GIB)] {
-        let file = path(name);
-        std::fs::File::create(&file).expect("image").set_len(size).expect("size");
-        let device = sh("losetup", &["-f", "--show", file.to_str().expect("path")]);
-        node.loops.push(device);
-    }
+    let mut node = Node::new(vec![format!("{tag}ndmz")], vec![format!("{tag}pb")]);
     let redis = LocalRedis::start(node.dir.path()).unwrap_or_else(|err| panic!("{err}"));
 
     // storaged and networkd: the daemon binaries, on the bus.
-    std::fs::write(
-        path("storaged.toml"),
-        format!(
-            "devices = [\"{ssd}\", \"{hdd}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{}\"\n[overrides]\n\"{ssd}\" = \"ssd\"\n\"{hdd}\" = \"hdd\"\n",
-            path("mnt").display(),
-            path("cache").display(),
-            redis.url(),
-            ssd = node.loops[0],
-            hdd = node.loops[1],
-        ),
-    )
-    .expect("storaged config");
+    node.storaged_config(&redis.url());
+    let path = |name: &str| node.dir.path().join(name);
     std::fs::write(
         path("networkd.toml"),
         format!(

@@ -1,13 +1,19 @@
 //! `scripts/node` as an operator runs it, as root: `start` makes a node whose secrets are private,
 //! whose store sits on the cache volume storaged mounted and whose boot marker sits on a tmpfs; the
 //! test then gives it a network, a private tap and a public tap with its nftables filter through
-//! networkd; `stop` must leave no process, link, namespace, nftables table, mount or loop device of
-//! the node behind, and no boot marker, so that the next `start` is a reboot.
+//! networkd, and a read-only and a read-write flist mount through flistd (an image on flistd's test
+//! hub); `stop` must leave no process (flistd's mount processes included), link, namespace, nftables
+//! table, mount or loop device of the node behind, and no boot marker, so that the next `start` is a
+//! reboot.
+
+mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::hub::Hub;
+use zos_interfaces::flist::{FlistClient, MountOptions};
 use zos_interfaces::network::{NetworkClient, NetworkSpec};
 use zos_tests::binary;
 
@@ -90,12 +96,18 @@ fn node_script_stop_leaves_nothing_behind() {
         );
         return;
     }
-    for daemon in ["storaged", "networkd", "provisiond", "zosctl"] {
+    for daemon in ["storaged", "networkd", "flistd", "provisiond", "zosctl"] {
         binary(daemon);
     }
     let bin = binary("storaged").parent().expect("target dir").to_path_buf();
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("node");
+    let hub = Hub::start(&dir.path().join("hub"));
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    std::fs::write(src.join("hello"), b"from the hub\n").expect("file");
+    zos_flistd::pack::pack(&src, &hub.store(), &dir.path().join("image.fl")).expect("pack");
+    hub.put("/user/image.fl", &std::fs::read(dir.path().join("image.fl")).expect("image"));
     let netid = zos_types::network_id(1, "scriptnet");
     assert_eq!(leftovers(&state, &netid), Vec::<String>::new(), "a clean host to begin with");
 
@@ -116,7 +128,7 @@ fn node_script_stop_leaves_nothing_behind() {
     runtime.block_on(async {
         let url = format!("unix://{}/redis.sock", state.display());
         let client = zos_zbus::Client::with_deadline(&url, Duration::from_secs(30)).await.expect("client");
-        let network = NetworkClient::new(client, "network");
+        let network = NetworkClient::new(client.clone(), "network");
         let spec = NetworkSpec {
             ip_range: "10.97.0.0/16".into(),
             subnet: "10.97.1.0/24".into(),
@@ -126,11 +138,23 @@ fn node_script_stop_leaves_nothing_behind() {
         network.create_nr(1, "scriptnet".into(), spec).await.expect("network");
         network.setup_priv_tap(netid.clone(), "zs1vm".into(), "10.97.1.5".into()).await.expect("private tap");
         network.setup_pub_tap("zs1".into(), "203.0.113.40/24".into()).await.expect("public tap");
+        let flist = FlistClient::new(client, "flist");
+        let url = format!("{}/user/image.fl", hub.url());
+        let ro = flist.mount("ro".into(), url.clone(), MountOptions::read_only()).await.expect("read-only mount");
+        assert_eq!(std::fs::read(Path::new(&ro).join("hello")).expect("read"), b"from the hub\n");
+        let rw = MountOptions { read_only: false, limit: 64 << 20, ..MountOptions::default() };
+        let rw = flist.mount("rw".into(), url, rw).await.expect("read-write mount");
+        std::fs::write(Path::new(&rw).join("written"), b"x").expect("write");
     });
     let running = leftovers(&state, &netid);
     for expected in ["link p-zs1", "link t-zs1vm", "namespace zos-ndmz", "link zos-pub"] {
         assert!(running.iter().any(|l| l == expected), "{expected} missing from {running:#?}");
     }
+    for name in ["ro", "rw"] {
+        let expected = format!("mount {}/cache/modules/flistd/mountpoint/{name}", state.display());
+        assert!(running.contains(&expected), "{expected} missing from {running:#?}");
+    }
+    assert!(running.iter().any(|l| l.starts_with("process") && l.contains("flistd mount")), "{running:#?}");
 
     script("stop", &state, &bin);
     assert_eq!(leftovers(&state, &netid), Vec::<String>::new(), "stop removes everything the node created");

@@ -6,7 +6,8 @@
 //! `--restrict-dirs` and its `--allow-dir` list).
 //!
 //! `flistd [--config FILE]` (no command) is the daemon: it serves `flist@0.0.1` on zbus (module
-//! `flist`) until SIGTERM or SIGINT, its mounts left running for the next start to find again.
+//! `flist`) until SIGTERM or SIGINT, its mounts left running for the next start to find again, and
+//! evicts cached blocks at start and periodically (never those of a mounted image).
 //!
 //! Exit codes of the commands: 0 done, 1 the image or the store failed, 2 bad arguments. Of the daemon
 //! (`zos_interfaces::daemon::Exit`): 0 stopped by a signal, 2 bad configuration, 3 its directories or
@@ -174,6 +175,21 @@ fn daemon(config: &std::path::Path) -> Exit {
             Ok(mounts) => std::sync::Arc::new(mounts),
             Err(err) => return Exit::Resources.because(format!("cannot prepare the mounts: {err}")),
         };
+        // The block cache's eviction: now, then every interval, off the bus's workers.
+        let evictor = mounts.clone();
+        let evict = config.evict.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(evict.interval());
+            loop {
+                ticks.tick().await;
+                let (mounts, evict) = (evictor.clone(), evict.clone());
+                match tokio::task::spawn_blocking(move || mounts.evict(evict.max_age(), evict.min_free_percent)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::warn!("block cache eviction: {err}"),
+                    Err(err) => tracing::warn!("block cache eviction: {err}"),
+                }
+            }
+        });
         let mut server = zos_zbus::Server::new("flist", config.redis.clone(), config.workers.max(1));
         server.register(FlistServer(std::sync::Arc::new(Flistd(mounts))));
         tracing::info!("serving flist@0.0.1");

@@ -1,7 +1,7 @@
 //! A small HTTP/1.1 hub on 127.0.0.1 for the tests and the bench: it serves the files of a directory
 //! (`GET /PATH` is `ROOT/PATH`), answers `Range: bytes=N-` with a 206 (unless told to ignore it), and can
 //! be told to cut the next transfer of a file after N bytes, to flip one byte of a file as it serves it,
-//! or to go down (its port then refuses connections). It records every request it answers.
+//! to answer slowly, or to go down (its port then refuses connections). It records every request it answers.
 
 #![allow(dead_code)]
 
@@ -49,6 +49,8 @@ struct Faults {
     corrupt: Option<(String, usize)>,
     /// `Range` headers are ignored (a 200 with the whole file).
     ignore_range: bool,
+    /// Every answer waits this long first (a slow hub, so that concurrent requests overlap).
+    delay: Duration,
 }
 
 pub struct Hub {
@@ -123,6 +125,15 @@ impl Hub {
         self.faults.lock().expect("faults").corrupt = Some((path.to_string(), offset));
     }
 
+    /// Serves every file as it is again.
+    pub fn heal(&self) {
+        self.faults.lock().expect("faults").corrupt = None;
+    }
+
+    pub fn slow(&self, delay: Duration) {
+        self.faults.lock().expect("faults").delay = delay;
+    }
+
     pub fn ignore_range(&self, ignore: bool) {
         self.faults.lock().expect("faults").ignore_range = ignore;
     }
@@ -180,6 +191,8 @@ fn serve(mut stream: TcpStream, root: &Path, faults: &Mutex<Faults>, asked: &Mut
         }
     }
     asked.lock().expect("asked").push(Asked { path: path.clone(), range: range.clone() });
+    let delay = faults.lock().expect("faults").delay;
+    std::thread::sleep(delay);
     let file = root.join(path.trim_start_matches('/'));
     let Ok(mut body) = std::fs::read(&file) else {
         let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");

@@ -1,9 +1,11 @@
-//! Source trees the tests pack, and the comparison of a tree with its copy (bytes and metadata).
+//! Source trees the tests pack, the comparison of a tree with its copy (bytes and metadata), and the
+//! malicious flists both the library and the daemon must refuse.
 
 #![allow(dead_code)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use zos_flistd::meta::{Inode, Route, Writer};
 
 /// A tree with empty, small, exactly-one-block and multi-block files, a symlink, a setuid file and a
 /// deep directory chain.
@@ -58,4 +60,41 @@ pub fn assert_same_tree(src: &Path, copy: &Path) {
             assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"), "{} bytes", rel.display());
         }
     }
+}
+
+/// A malicious flist: its name, the parent its root names, its root's entries, and a word the refusal
+/// says.
+pub struct UnsafeCase {
+    pub name: &'static str,
+    pub root_parent: u64,
+    pub children: Vec<Inode>,
+    pub expected: &'static str,
+}
+
+/// A name with `/`, a `..`, a loop in `parent`, an absurd size, a device node.
+pub fn unsafe_cases() -> Vec<UnsafeCase> {
+    let file =
+        |name: &str, mode: u32, size: u64| Inode { parent: 1, name: name.into(), mode, size, ..Inode::default() };
+    let case = |name, children, root_parent, expected| UnsafeCase { name, root_parent, children, expected };
+    vec![
+        case("slash", vec![file("a/b", 0o100_644, 0)], 0, "name"),
+        case("dotdot", vec![file("..", 0o040_755, 0)], 0, "name"),
+        // The root names itself as its parent: it is its own child.
+        case("loop", vec![file("x", 0o040_755, 0)], 1, "loop"),
+        case("huge", vec![file("big", 0o100_644, 1 << 50)], 0, "declares"),
+        case("device", vec![file("sda", 0o060_660, 0)], 0, "device node"),
+    ]
+}
+
+/// Writes the flist of `case` at `path`, its one route `route`.
+pub fn write_unsafe(case: &UnsafeCase, route: &str, path: &Path) {
+    let writer = Writer::create(path).expect("create");
+    writer.route(&Route { start: 0, end: 255, url: route.to_string() }).expect("route");
+    writer
+        .inode(&Inode { name: "/".into(), mode: 0o040_755, parent: case.root_parent, ..Inode::default() })
+        .expect("root");
+    for child in &case.children {
+        writer.inode(child).expect("child");
+    }
+    writer.finish().expect("finish");
 }
