@@ -8,6 +8,7 @@
 //! allow_dirs = ["/var/lib/hub"]               # dir:// routes followed only under these
 //! storage_module = "storage"                  # storaged's zbus module, for RW volumes
 //! workers = 4
+//! mount_with = "auto"                         # fuse, unpack, or auto (FUSE when /dev/fuse opens)
 //!
 //! [download]
 //! connect_timeout_secs = 10
@@ -57,6 +58,34 @@ pub struct Config {
     /// When cached blocks are evicted.
     #[serde(default)]
     pub evict: Evict,
+    /// How images are mounted.
+    #[serde(default)]
+    pub mount_with: MountWith,
+}
+
+/// How the daemon mounts an image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountWith {
+    /// FUSE when `/dev/fuse` can be opened, unpacking otherwise.
+    #[default]
+    Auto,
+    /// FUSE, lazily: blocks fetched on first read.
+    Fuse,
+    /// The image unpacked once into a shared read-only tree (`trees/<md5>`, every block fetched and
+    /// verified), bind-mounted read-only: for machines without FUSE.
+    Unpack,
+}
+
+impl MountWith {
+    /// Whether mounts use FUSE on this machine.
+    pub fn fuse(self) -> bool {
+        match self {
+            MountWith::Fuse => true,
+            MountWith::Unpack => false,
+            MountWith::Auto => std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok(),
+        }
+    }
 }
 
 /// The block cache's eviction: blocks unused for `max_age_days` (ZOS: 90), and the least recently used
@@ -160,6 +189,8 @@ pub struct Layout {
     pub state: PathBuf,
     /// The mount processes' logs, `log/<name>.log`.
     pub logs: PathBuf,
+    /// Images unpacked where FUSE is not used, shared by every mount of one flist: `trees/<md5>`.
+    pub trees: PathBuf,
 }
 
 impl Config {
@@ -173,6 +204,7 @@ impl Config {
             lower: self.root.join("ro"),
             state: self.root.join("state"),
             logs: self.root.join("log"),
+            trees: cache.join("trees"),
         }
     }
 }
@@ -208,5 +240,6 @@ mod tests {
         assert_eq!(config.download.hub(), defaults.download.hub());
         assert_eq!(config.evict, defaults.evict);
         assert_eq!(config.evict, Evict::default());
+        assert_eq!((config.mount_with, defaults.mount_with), (MountWith::Auto, MountWith::Auto));
     }
 }

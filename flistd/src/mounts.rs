@@ -15,7 +15,7 @@
 //! name and at the next start, never leaked.
 
 use crate::FlistError;
-use crate::config::Layout;
+use crate::config::{Layout, MountWith};
 use crate::hub::Hub;
 use crate::mountinfo;
 use crate::store::DirPolicy;
@@ -88,6 +88,8 @@ pub struct Mounts {
     live: Mutex<HashMap<String, Live>>,
     /// One operation at a time per name.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// FUSE mounts (a process each), or unpacked trees (no process: `pid` 0 in the state).
+    fuse: bool,
 }
 
 /// Escapes a path for an overlay option (`\`, `,` and `:` are separators there).
@@ -102,8 +104,15 @@ fn overlay_path(path: &Path) -> String {
     out
 }
 
+/// The `pid` of a mount served by no process: an unpacked tree, bind-mounted.
+const UNPACKED: u32 = 0;
+
 /// Whether process `pid` is the mount process serving `lower` (and not a zombie or a reused pid).
+/// An unpacked tree (`pid` 0) has no process: it serves as long as its bind mount is there.
 fn serving(pid: u32, lower: &Path) -> bool {
+    if pid == UNPACKED {
+        return mountinfo::is_mounted(lower);
+    }
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let lower = lower.as_os_str().as_encoded_bytes();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -119,7 +128,7 @@ impl Mounts {
         exe: PathBuf,
         volumes: Box<dyn Volumes>,
     ) -> Result<Mounts, FlistError> {
-        for dir in [&layout.flists, &layout.blocks, &layout.mount_root, &layout.lower, &layout.logs] {
+        for dir in [&layout.flists, &layout.blocks, &layout.mount_root, &layout.lower, &layout.logs, &layout.trees] {
             std::fs::create_dir_all(dir)?;
         }
         zos_interfaces::daemon::private_dir(&layout.state)?;
@@ -131,6 +140,7 @@ impl Mounts {
             lower: std::fs::canonicalize(&layout.lower)?,
             state: std::fs::canonicalize(&layout.state)?,
             logs: std::fs::canonicalize(&layout.logs)?,
+            trees: std::fs::canonicalize(&layout.trees)?,
         };
         Ok(Mounts {
             layout,
@@ -140,7 +150,15 @@ impl Mounts {
             volumes,
             live: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            fuse: MountWith::Auto.fuse(),
         })
+    }
+
+    /// Mounts with FUSE (lazy), or by unpacking each image once into a shared read-only tree (where
+    /// FUSE is unavailable); by default FUSE when `/dev/fuse` opens.
+    pub fn with(mut self, how: MountWith) -> Mounts {
+        self.fuse = how.fuse();
+        self
     }
 
     /// The hub client.
@@ -236,8 +254,13 @@ impl Mounts {
         let lower = if opt.read_only { target.clone() } else { self.layout.lower.join(name) };
         std::fs::create_dir_all(&lower)?;
         std::fs::create_dir_all(&target)?;
-        let mut child = self.spawn(name, &flist.path, &lower)?;
-        let pid = child.id();
+        let mut child = if self.fuse {
+            Some(self.spawn(name, &flist.path, &lower)?)
+        } else {
+            self.unpacked(&flist.path, &flist.hash, &lower)?;
+            None
+        };
+        let pid = child.as_ref().map_or(UNPACKED, Child::id);
         let mut state = MountState {
             name: name.to_string(),
             url: url.to_string(),
@@ -275,12 +298,46 @@ impl Mounts {
             if !opt.read_only && mountinfo::is_mounted(&target) {
                 let _ = mountinfo::unmount(&target);
             }
-            stop(pid, Some(&mut child), &lower);
+            stop(pid, child.as_mut(), &lower);
             return Err(err);
         }
         tracing::info!(name, url, hash = state.hash, pid, read_only = opt.read_only, "mounted");
-        self.live().insert(name.to_string(), Live { state, child: Some(child) });
+        self.live().insert(name.to_string(), Live { state, child });
         Ok(target)
+    }
+
+    /// Where FUSE is not used: the image unpacked once into `trees/<md5>` (every block fetched through
+    /// the block cache and verified; the tree checked as for a FUSE mount), then bind-mounted read-only
+    /// and without devices at `lower`. The tree is shared by every mount of that flist.
+    fn unpacked(&self, image: &Path, hash: &str, lower: &Path) -> Result<(), FlistError> {
+        let tree = self.layout.trees.join(hash);
+        if !tree.is_dir() {
+            let reader = crate::meta::Reader::open(image)?;
+            let router = crate::store::Router::cached(
+                reader.routes()?,
+                &DirPolicy::Under(self.allow_dirs.clone()),
+                &self.layout.blocks,
+            )?;
+            // Unpacked aside and renamed into place: a tree is there whole or not at all.
+            let partial = self.layout.trees.join(format!(".{hash}.{}.partial", std::process::id()));
+            let _ = std::fs::remove_dir_all(&partial);
+            let unpacked = crate::unpack::unpack(&reader, &router, &partial, crate::unpack::Options { devices: true })
+                .and_then(|()| std::fs::rename(&partial, &tree).map_err(FlistError::from));
+            if let Err(err) = unpacked {
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(err);
+            }
+        }
+        use nix::mount::{MsFlags, mount};
+        let failed =
+            |err: nix::Error| FlistError::Mount { name: lower.display().to_string(), why: format!("bind: {err}") };
+        mount(Some(&tree), lower, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(failed)?;
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
+        if let Err(err) = mount(None::<&str>, lower, None::<&str>, read_only, None::<&str>) {
+            let _ = mountinfo::detach(lower);
+            return Err(failed(err));
+        }
+        Ok(())
     }
 
     /// Starts the mount process of `image` at `lower` and waits for its mount.
@@ -557,7 +614,16 @@ fn read_state(path: &Path) -> std::io::Result<MountState> {
 /// [`STOP_WAIT`]), then detaches whatever is still mounted at `lower`.
 fn stop(pid: u32, child: Option<&mut Child>, lower: &Path) {
     use nix::sys::signal::{Signal, kill};
-    let Ok(raw) = i32::try_from(pid) else { return };
+    // An unpacked tree has no process to stop (and pid 0 would signal our own process group).
+    let raw = match i32::try_from(pid) {
+        Ok(raw) if pid != UNPACKED => raw,
+        _ => {
+            if mountinfo::is_mounted(lower) {
+                let _ = mountinfo::detach(lower);
+            }
+            return;
+        }
+    };
     let process = nix::unistd::Pid::from_raw(raw);
     let gone = |child: &mut Option<&mut Child>| match child {
         // Our own child: reap it.

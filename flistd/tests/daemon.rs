@@ -177,6 +177,11 @@ impl Node {
 
     /// A node whose daemon's configuration ends with `extra` (TOML tables).
     fn start_with(extra: &str) -> Node {
+        Node::start_configured("", extra)
+    }
+
+    /// A node whose daemon's configuration has `top` (top-level keys) and ends with `extra` (tables).
+    fn start_configured(top: &str, extra: &str) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let redis = zos_zbus::local_redis::LocalRedis::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let hub = Hub::start(&dir.path().join("hub"));
@@ -193,7 +198,7 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "redis = {:?}\nroot = {:?}\nallow_dirs = [{:?}]\n[download]\nretries = 2\nbackoff_ms = 10\n{extra}",
+                "redis = {:?}\nroot = {:?}\nallow_dirs = [{:?}]\n{top}[download]\nretries = 2\nbackoff_ms = 10\n{extra}",
                 redis.url(),
                 dir.path().join("flistd").display().to_string(),
                 dir.path().join("allowed").display().to_string()
@@ -451,6 +456,48 @@ fn read_write_mount_writes_land_in_a_volume_and_its_quota_stops_them() {
         !mounted(&std::fs::canonicalize(node.root()).expect("root").join("ro/rootfs")),
         "the lower FUSE mount is gone"
     );
+}
+
+/// Where FUSE is unavailable (`mount_with = "unpack"`), an image is unpacked once, every block verified,
+/// into a shared read-only tree bind-mounted at the mount point: the same bytes, read-only, no mount
+/// process; a second mount shares the tree; a read-write mount overlays it; a restarted daemon finds
+/// them all again; unmounting takes the binds away and leaves the tree for the next mount.
+#[test]
+fn without_fuse_images_are_unpacked_into_a_shared_read_only_tree() {
+    if !root_or_skip("without_fuse_images_are_unpacked_into_a_shared_read_only_tree") {
+        return;
+    }
+    let mut node = Node::start_configured("mount_with = \"unpack\"\n", "");
+    let web =
+        PathBuf::from(node.mount("web", MountOptions::read_only()).unwrap_or_else(|e| panic!("{e}\n{}", node.log())));
+    assert_same_bytes(&node.src, &web);
+    assert!(std::fs::write(web.join("new"), b"x").is_err(), "read-only");
+    assert_eq!(node.mount_pid("web"), 0, "no mount process");
+    let tree = std::fs::canonicalize(node.root()).expect("root").join("trees").join(&node.md5);
+    assert!(tree.is_dir(), "unpacked into trees/<md5>");
+    let fetched = node.hub.asked().len();
+    let web2 = PathBuf::from(node.mount("web2", MountOptions::read_only()).expect("second mount"));
+    assert_same_bytes(&node.src, &web2);
+    assert!(
+        node.hub.asked().len() <= fetched + 2,
+        "the tree is shared, no block fetched again: {:?}",
+        node.hub.asked()
+    );
+    let opt = MountOptions { read_only: false, limit: 4 << 20, ..MountOptions::default() };
+    let rw = PathBuf::from(node.mount("rw", opt).expect("read-write over the tree"));
+    std::fs::write(rw.join("etc/hostname"), b"changed\n").expect("write over the image");
+    assert_eq!(std::fs::read(tree.join("etc/hostname")).expect("tree"), b"zos\n", "the shared tree is untouched");
+
+    node.kill_daemon();
+    node.start_daemon();
+    for name in ["web", "web2", "rw"] {
+        assert_eq!(node.call(node.flist.exists(name.into())), Ok(true), "{name} found again:\n{}", node.log());
+    }
+    for name in ["web", "web2", "rw"] {
+        node.call(node.flist.unmount(name.into())).expect("unmount");
+    }
+    assert!(node.mounts().is_empty(), "nothing left mounted: {:?}", node.mounts());
+    assert!(tree.is_dir(), "the tree stays for the next mount");
 }
 
 #[test]

@@ -166,7 +166,8 @@ fn daemon(config: &std::path::Path) -> Exit {
         );
         let mounts = tokio::task::block_in_place(|| {
             let hub = zos_flistd::hub::Hub::new(config.download.hub());
-            let mounts = Mounts::new(config.layout(), hub, config.allow_dirs.clone(), exe, Box::new(volumes))?;
+            let mounts = Mounts::new(config.layout(), hub, config.allow_dirs.clone(), exe, Box::new(volumes))?
+                .with(config.mount_with);
             let live = mounts.recover()?;
             tracing::info!(live = live.len(), "mounts found again: {}", live.join(", "));
             Ok::<_, zos_flistd::FlistError>(mounts)
