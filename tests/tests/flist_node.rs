@@ -10,9 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::hub::Hub;
-use support::{Node, spawn};
 use zos_interfaces::flist::{FlistClient, MountOptions};
 use zos_interfaces::storage::StorageClient;
+use zos_tests::node::{Node, spawn};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
 
@@ -37,11 +37,11 @@ async fn flistd_read_write_mount_on_a_storaged_volume() {
         );
         return;
     }
-    let mut node = Node::new(Vec::new(), Vec::new());
+    let mut node = Node::new(Vec::new(), Vec::new()).expect("node");
     let dir = node.dir.path().to_path_buf();
     let redis = LocalRedis::start(&dir).unwrap_or_else(|err| panic!("{err}"));
-    node.storaged_config(&redis.url());
-    node.daemons.push(spawn(&dir, "storaged"));
+    node.storaged_config(&redis.url()).expect("storaged config");
+    node.daemons.push(spawn(&dir, "storaged").expect("storaged"));
     let client = Client::with_deadline(&redis.url(), Duration::from_secs(60)).await.expect("client");
     let storage = StorageClient::new(client.clone(), "storage");
     let started = Instant::now();
@@ -67,7 +67,7 @@ async fn flistd_read_write_mount_on_a_storaged_volume() {
         ),
     )
     .expect("flistd config");
-    node.daemons.push(spawn(&dir, "flistd"));
+    node.daemons.push(spawn(&dir, "flistd").expect("flistd"));
     let flist = FlistClient::new(client, "flist");
     while flist.exists("probe".into()).await.is_err() {
         assert!(started.elapsed() < Duration::from_secs(90), "flistd did not come up");

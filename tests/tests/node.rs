@@ -5,16 +5,14 @@
 //! deployment that does not fit is refused at the door with nothing stored; identity is enforced; a
 //! delete removes what the modules made. Needs root (loop devices, mounts, namespaces); CI is root.
 
-mod support;
-
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{GIB, Node, quiet, spawn};
 use zos_interfaces::network::NetworkClient;
 use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
 use zos_interfaces::storage::StorageClient;
 use zos_tests::binary;
+use zos_tests::node::{GIB, Node, quiet};
 use zos_types::{Deployment, ResultState, SigningKey};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
@@ -30,6 +28,10 @@ fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deploym
     .expect("deployment");
     dl.sign(twin, &key());
     dl
+}
+
+fn spawn(dir: &std::path::Path, daemon: &str) -> Child {
+    zos_tests::node::spawn(dir, daemon).unwrap_or_else(|err| panic!("{err:#}"))
 }
 
 fn spawn_provisiond(dir: &std::path::Path) -> Child {
@@ -56,39 +58,19 @@ async fn a_node_end_to_end() {
     }
     let pid = std::process::id() % 100_000;
     let tag = format!("ze{pid}");
-    let mut node = Node::new(vec![format!("{tag}ndmz")], vec![format!("{tag}pb")]);
+    let mut node = Node::new(Vec::new(), Vec::new()).expect("node");
     let redis = LocalRedis::start(node.dir.path()).unwrap_or_else(|err| panic!("{err}"));
 
     // storaged and networkd: the daemon binaries, on the bus.
-    node.storaged_config(&redis.url());
+    node.storaged_config(&redis.url()).expect("storaged config");
+    node.networkd_config(&redis.url(), &tag).expect("networkd config");
     let path = |name: &str| node.dir.path().join(name);
-    std::fs::write(
-        path("networkd.toml"),
-        format!(
-            "state_dir = \"{}\"\nredis = \"{}\"\nndmz_namespace = \"{tag}ndmz\"\npublic_bridge = \"{tag}pb\"\npublic_ips = [\"203.0.113.20/24\"]\npublic_gateway = \"203.0.113.1\"\n",
-            path("networkd").display(),
-            redis.url()
-        ),
-    )
-    .expect("networkd config");
     let storaged = spawn(node.dir.path(), "storaged");
     let networkd = spawn(node.dir.path(), "networkd");
     node.daemons.extend([storaged, networkd]);
 
     // provisiond, the binary; without a node file it reads /proc and asks storaged and networkd.
-    std::fs::create_dir_all(path("twins")).expect("twins");
-    std::fs::write(path("twins").join("77"), hex::encode(key().verifying_key().to_bytes())).expect("twin key");
-    std::fs::write(
-        path("provisiond.toml"),
-        format!(
-            "redis = \"{}\"\nstate_dir = \"{}\"\ntwins = \"{}\"\nboot_marker = \"{}\"\n",
-            redis.url(),
-            path("provisiond").display(),
-            path("twins").display(),
-            path("run/provisiond").display()
-        ),
-    )
-    .expect("config");
+    node.provisiond_config(&redis.url(), &[(77, key().verifying_key().to_bytes())]).expect("config");
     node.provisiond = Some(spawn_provisiond(node.dir.path()));
     let client = Client::with_deadline(&redis.url(), Duration::from_secs(60)).await.expect("client");
     let provision = ProvisionClient::new(client.clone(), "provision");
@@ -170,7 +152,7 @@ async fn a_node_end_to_end() {
     }
 
     // Operators follow state changes with `zosctl watch`.
-    let watcher = Command::new(binary("zosctl"))
+    let watcher = Command::new(binary("zosctl").expect("zosctl"))
         .args(["--redis", &redis.url(), "--twin", "77", "--json", "watch", "--count", "1"])
         .stdout(Stdio::piped())
         .spawn()
@@ -196,7 +178,7 @@ async fn a_node_end_to_end() {
     let key_file = path("twin77.key");
     std::fs::write(&key_file, hex::encode(key().to_bytes())).expect("key file");
     let zosctl_get = |key: &std::path::Path| {
-        Command::new(binary("zosctl"))
+        Command::new(binary("zosctl").expect("zosctl"))
             .args(["--redis", &redis.url(), "--twin", "77", "--key", key.to_str().expect("path"), "--json", "get", "2"])
             .output()
             .expect("zosctl get")

@@ -97,9 +97,9 @@ fn node_script_stop_leaves_nothing_behind() {
         return;
     }
     for daemon in ["storaged", "networkd", "flistd", "provisiond", "zosctl"] {
-        binary(daemon);
+        binary(daemon).expect("daemon");
     }
-    let bin = binary("storaged").parent().expect("target dir").to_path_buf();
+    let bin = binary("storaged").expect("storaged").parent().expect("target dir").to_path_buf();
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("node");
     let hub = Hub::start(&dir.path().join("hub"));

@@ -49,7 +49,7 @@ async fn provisiond_exits_when_its_store_is_poisoned() {
         ),
     )
     .expect("config");
-    let mut provisiond = Command::new(binary("provisiond"))
+    let mut provisiond = Command::new(binary("provisiond").expect("provisiond"))
         .arg("--config")
         .arg(path("provisiond.toml"))
         .stderr(std::fs::File::create(path("provisiond.log")).expect("log"))

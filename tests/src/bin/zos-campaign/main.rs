@@ -1,16 +1,22 @@
 //! `zos-campaign`: the reliability campaign against the node's engine, bounded in time: concurrency
 //! with a stop-the-world invariant checker, SIGKILLs at random points with a check after every restart,
-//! forged, replayed and cross-twin requests, and a mutation fuzz of every input read from outside. It writes docs/RELIABILITY.md (`--out`) and
-//! exits 1 when any invariant was broken or any input made a panic or a hang.
+//! forged, replayed and cross-twin requests, a mutation fuzz of every input read from outside, a whole
+//! node of real daemons under load with SIGKILLs of each daemon and of Redis, and injected faults (Redis
+//! restarts, a pool disk gone, a hub down or slow, a full cache disk, a call past its deadline, clock
+//! jumps). It writes docs/RELIABILITY.md (`--out`) and exits 1 when any invariant was broken or any input
+//! made a panic or a hang.
 //!
-//! `zos-campaign --quick` is what CI runs (about half a minute); the full run (no `--quick`, a few
-//! minutes) is what docs/RELIABILITY.md records. `worker` is the process the crash run kills.
+//! `zos-campaign --quick` is what CI runs (about two minutes); the full run (no `--quick`) is what
+//! docs/RELIABILITY.md records. `worker` is the process the crash run kills, `filler` the one that fills
+//! the cache disk.
 
 mod crash;
+mod fault;
 mod fuzz;
 mod identity;
 mod invariant;
 mod load;
+mod node;
 mod report;
 mod tenant;
 
@@ -51,6 +57,12 @@ enum Command {
         #[arg(long)]
         seed: u64,
     },
+    /// The process the disk-full fault runs over a small tmpfs (not for people).
+    #[command(hide = true)]
+    Filler {
+        #[arg(long)]
+        store: PathBuf,
+    },
 }
 
 fn campaign(cli: &Cli) -> anyhow::Result<report::Run> {
@@ -68,6 +80,15 @@ fn campaign(cli: &Cli) -> anyhow::Result<report::Run> {
     let identity = identity::run(&scratch.path().join("identity"), if cli.quick { 40 } else { 400 }, cli.seed)?;
     eprintln!("bad input: {inputs} inputs per target");
     let targets = fuzz::all(&cli.corpus, inputs, cli.seed)?;
+    let (node_kills, times) = if cli.quick { (10, 2) } else { (200, 10) };
+    eprintln!("node: {node_kills} SIGKILLs of the node's daemons under load, then its faults");
+    let mut node = node::run(node_kills, times, cli.seed)?;
+    if let Some(why) = &node.skipped {
+        eprintln!("node: skipped: {why}");
+    }
+    eprintln!("faults: a full cache disk, a module call past its deadline, clock jumps");
+    let mut faults = fault::run(&scratch.path().join("faults"), times, cli.seed)?;
+    faults.splice(0..0, std::mem::take(&mut node.faults));
     Ok(report::Run {
         mode: if cli.quick { "quick" } else { "full" },
         seed: cli.seed,
@@ -75,6 +96,8 @@ fn campaign(cli: &Cli) -> anyhow::Result<report::Run> {
         crashes,
         identity,
         targets,
+        node,
+        faults,
     })
 }
 
@@ -89,6 +112,15 @@ fn today() -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Filler { store }) = &cli.command {
+        return match fault::filler(store) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("filler: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Worker { store, first, seed }) = &cli.command {
         return match crash::worker(store, *first, *seed) {
             Ok(()) => ExitCode::SUCCESS,
