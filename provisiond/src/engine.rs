@@ -15,10 +15,11 @@ use zos_cache::{Commit, Job, JobId, JobOp, Store, StoreError};
 use zos_interfaces::provision::{Counters, StateChange, UsersCounters};
 use zos_planner::order::{failed_dependencies, install_order, uninstall_order};
 use zos_planner::{Ledger, Undo, WorkloadVerdict};
+use zos_types::reservation::DiskRole;
 use zos_types::scenario::{NodeSpec, Policy};
 use zos_types::{
-    Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, TwinRequest, Unit, Workload, WorkloadId,
-    WorkloadResult,
+    Deployment, KeyGetter, ReservationRecord, ResultState, Timestamp, TwinRequest, Unit, Workload, WorkloadData,
+    WorkloadId, WorkloadResult,
 };
 
 /// Why a request was not taken (a capacity refusal is not an error: see [`Outcome::Refused`]).
@@ -702,7 +703,7 @@ impl<K: KeyGetter> Engine<K> {
             // once the module confirms nothing is left; otherwise it stays held, in `error`.
             let outcome = match outcome {
                 Err(message) if blocked.is_empty() && workload.version == 0 => {
-                    match managers.deprovision(&id, workload).await {
+                    match self.deprovision_one(managers, &id, workload, std::slice::from_ref(&id)).await {
                         Ok(()) => Err((message, true)),
                         Err(cleanup) => Err((format!("{message}; cleaning up failed: {cleanup}"), false)),
                     }
@@ -812,6 +813,41 @@ impl<K: KeyGetter> Engine<K> {
     /// a removed workload becomes `deleted` (reservation released, name freed), a failed one `error`,
     /// still holding its reservation (ZOS leaks it). With `deprovision_job` (a deletion), the job is
     /// acknowledged in the same commit, and when every workload went the deployment is deleted whole.
+    /// Removes one workload through the modules, except a zdb namespace whose device is still used by
+    /// another zdb: see [`Engine::device_in_use`].
+    async fn deprovision_one(
+        &self,
+        managers: &impl Managers,
+        id: &WorkloadId,
+        workload: &Workload,
+        leaving: &[WorkloadId],
+    ) -> Result<(), String> {
+        if self.device_in_use(workload, leaving) {
+            return Ok(());
+        }
+        managers.deprovision(id, workload).await
+    }
+
+    /// Whether a zdb's device (its HDD pool's `zdb` subvolume, which every zdb namespace of that pool
+    /// shares) is still held by a zdb that is not among `leaving`: then removing this namespace leaves
+    /// the device, and the other namespaces' data, alone; the last zdb to go gives it back.
+    fn device_in_use(&self, workload: &Workload, leaving: &[WorkloadId]) -> bool {
+        if !matches!(workload.data, WorkloadData::Zdb(_)) {
+            return false;
+        }
+        let Some(device) = workload.result.data.get("Device").and_then(serde_json::Value::as_str) else {
+            return false;
+        };
+        let ledger = self.ledger();
+        ledger.reservations().any(|(id, reservation)| {
+            !leaving.contains(id)
+                && ledger
+                    .record(reservation)
+                    .disk
+                    .is_some_and(|(pool, demand)| demand.role == DiskRole::Zdb && pool == device)
+        })
+    }
+
     async fn remove(
         &self,
         deployment: &Deployment,
@@ -823,11 +859,17 @@ impl<K: KeyGetter> Engine<K> {
     ) -> Result<(), EngineError> {
         let (twin, contract) = (deployment.twin_id, deployment.contract_id);
         let mut outcomes = Vec::new();
+        let leaving: Vec<WorkloadId> = deployment
+            .workloads
+            .iter()
+            .filter(|workload| selected(workload))
+            .map(|workload| deployment.workload_id(&workload.name))
+            .collect();
         for idx in uninstall_order(deployment) {
             let workload = &deployment.workloads[idx];
             if selected(workload) {
                 let id = deployment.workload_id(&workload.name);
-                let outcome = managers.deprovision(&id, workload).await;
+                let outcome = self.deprovision_one(managers, &id, workload, &leaving).await;
                 outcomes.push((workload.clone(), id, outcome));
             }
         }

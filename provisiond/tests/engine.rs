@@ -576,3 +576,65 @@ fn concurrent_creates_in_batches_admit_exactly_what_fits() {
     let reopened = self::engine(dir.path());
     assert_eq!(reopened.ledger_snapshot().usage(), usage, "the reopened ledger is the same, byte for byte");
 }
+
+/// Zdb devices as storaged keeps them: one per HDD pool, shared by every zdb namespace of that pool;
+/// a zdb's result names its device, and removing it releases that device.
+#[derive(Default)]
+struct ZdbDevices {
+    devices: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Managers for ZdbDevices {
+    async fn provision(
+        &self,
+        _: &WorkloadId,
+        _: &Workload,
+        reservation: Option<&zos_types::ReservationRecord>,
+    ) -> Result<serde_json::Value, String> {
+        let pool = reservation.and_then(|r| r.disk.as_ref()).map(|(pool, _)| pool.clone()).ok_or("no pool")?;
+        self.devices.lock().expect("devices").insert(pool.clone());
+        Ok(json!({"Namespace": "ns", "Device": pool}))
+    }
+    async fn deprovision(&self, _: &WorkloadId, workload: &Workload) -> Result<(), String> {
+        if let Some(device) = workload.result.data.get("Device").and_then(|d| d.as_str()) {
+            self.devices.lock().expect("devices").remove(device);
+        }
+        Ok(())
+    }
+}
+
+/// Deleting one zdb wiped every zdb of its pool: the device (the pool's `zdb` subvolume) is shared by
+/// all of them, and the delete of one released it (the campaign's node run saw the reconciler report
+/// the other zdbs' storage missing). The device goes back only with the last zdb that uses it, also
+/// when two of them leave in one delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_one_zdb_keeps_the_device_of_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node: NodeSpec = serde_json::from_value(json!({"cru": 8, "mru": 16 * GIB,
+        "pools": [{"name": "ssd0", "kind": "ssd", "size": 512 * GIB}, {"name": "hdd0", "kind": "hdd", "size": 1024 * GIB}]}))
+    .expect("node");
+    let store = Store::open(dir.path().join("state")).expect("store");
+    let engine =
+        Engine::open(store, &node, Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key().to_bytes())]))
+            .expect("engine");
+    let managers = ZdbDevices::default();
+    let zdb = |name: &str| json!({"name": name, "type": "zdb", "data": {"size": 10 * GIB, "mode": "seq"}});
+    for (contract, workloads) in [(1, json!([zdb("a")])), (2, json!([zdb("b")])), (3, json!([zdb("c"), zdb("d")]))] {
+        let Outcome::Accepted(_) = engine.create(7, signed(contract, workloads), Timestamp(1)).expect("create") else {
+            panic!("refused")
+        };
+        assert!(engine.run_one(&managers, Timestamp(2)).await.expect("run"));
+    }
+    let devices = || managers.devices.lock().expect("devices").clone();
+    assert_eq!(devices(), ["hdd0".to_string()].into());
+    engine.deprovision(7, 1, "gone").expect("delete 1");
+    assert!(engine.run_one(&managers, Timestamp(3)).await.expect("run"));
+    assert_eq!(devices(), ["hdd0".to_string()].into(), "the other zdbs still use the device");
+    engine.deprovision(7, 3, "gone").expect("delete 3, two zdbs at once");
+    assert!(engine.run_one(&managers, Timestamp(4)).await.expect("run"));
+    assert_eq!(devices(), ["hdd0".to_string()].into(), "zdb b still uses the device");
+    engine.deprovision(7, 2, "gone").expect("delete 2");
+    assert!(engine.run_one(&managers, Timestamp(5)).await.expect("run"));
+    assert!(devices().is_empty(), "the last zdb gave the device back");
+    assert_eq!(engine.ledger_snapshot().usage().used.hru.bytes(), 0);
+}
