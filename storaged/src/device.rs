@@ -1,7 +1,8 @@
 //! What a block device already carries, and whether it is ours to format.
 //!
 //! A device is blank only when storaged itself proved it: nothing stacked on it (`holders`), no
-//! partitions, not mounted, it opens with `O_EXCL`, its first and last MiB read without error, they
+//! partitions, not mounted, it opens with `O_EXCL`, it is at least 2 MiB (a vanished device keeps its
+//! node with a size of 0), its first and last MiB read without error, they
 //! hold no partition table (MBR, GPT, or the GPT backup header at the end), and `blkid -p` finds no
 //! signature. `blkid` also exits with 2 when it cannot open or read a device, so its "nothing found" is
 //! believed only after our own reads succeeded. Anything else is foreign (left alone) or broken
@@ -106,6 +107,11 @@ fn read_ends(device: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
         .open(device)
         .map_err(|err| format!("cannot open it exclusively: {err}"))?;
     let size = file.seek(SeekFrom::End(0)).map_err(|err| format!("cannot find its size: {err}"))?;
+    // A vanished device (a detached loop device, a pulled disk) keeps its node with a size of 0: what
+    // cannot hold both probe ends is never proved blank.
+    if size < PROBE.saturating_mul(2) {
+        return Err(format!("it reports {size} bytes, too few to be a disk (gone, or not ready)"));
+    }
     let read_at = |file: &mut std::fs::File, offset: u64, len: u64| -> Result<Vec<u8>, String> {
         let mut buffer = vec![0u8; usize::try_from(len).unwrap_or(0)];
         file.seek(SeekFrom::Start(offset))
@@ -113,10 +119,8 @@ fn read_ends(device: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
             .map_err(|err| format!("cannot read bytes {offset}..{}: {err}", offset.saturating_add(len)))?;
         Ok(buffer)
     };
-    let head_len = PROBE.min(size);
-    let head = read_at(&mut file, 0, head_len)?;
-    let tail_len = PROBE.min(size);
-    let tail = read_at(&mut file, size.saturating_sub(tail_len), tail_len)?;
+    let head = read_at(&mut file, 0, PROBE)?;
+    let tail = read_at(&mut file, size.saturating_sub(PROBE), PROBE)?;
     Ok((head, tail))
 }
 
@@ -170,6 +174,33 @@ pub fn configured(path: &Path) -> Option<Disk> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device that vanished (a detached loop device, a disk pulled out: its node stays with a size of
+    /// 0) read as blank, so storaged ran `mkfs.btrfs -f` on it: had the disk come back at that moment,
+    /// its pool would have been wiped (the campaign's node run saw the mkfs). A device too small to
+    /// read both probe ends of is never blank.
+    #[test]
+    fn a_vanished_device_of_size_zero_is_never_blank() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = |path: PathBuf| Disk {
+            name: "gone".into(),
+            path,
+            size: zos_types::Unit(0),
+            rotational: false,
+            model: String::new(),
+            partitions: Vec::new(),
+            holders: Vec::new(),
+        };
+        for size in [0u64, 4096, PROBE] {
+            let path = dir.path().join(format!("dev-{size}"));
+            std::fs::write(&path, vec![0u8; usize::try_from(size).expect("size")]).expect("device");
+            let found = contents(&disk(path), "zos-");
+            assert!(matches!(found, Contents::Broken(_)), "a {size}-byte device is not blank: {found:?}");
+        }
+        let whole = dir.path().join("whole");
+        std::fs::write(&whole, vec![0u8; usize::try_from(4 * PROBE).expect("size")]).expect("device");
+        assert_eq!(contents(&disk(whole), "zos-"), Contents::Blank, "a zeroed device large enough is blank");
+    }
 
     #[test]
     fn partition_tables_are_found_at_both_ends() {
