@@ -10,6 +10,7 @@
 //! | `S` | twin, name | sharable name registry: the contract that owns the name |
 //! | `R` | twin, contract, name | the reservation the ledger granted |
 //! | `J` | sequence | a queued job |
+//! | `X` | twin, contract | a delete asked for and not done yet: its reason |
 
 pub(crate) const META: u8 = b'M';
 pub(crate) const DEPLOYMENT: u8 = b'D';
@@ -18,6 +19,7 @@ pub(crate) const HISTORY: u8 = b'H';
 pub(crate) const SHARABLE: u8 = b'S';
 pub(crate) const RESERVATION: u8 = b'R';
 pub(crate) const JOB: u8 = b'J';
+pub(crate) const DELETING: u8 = b'X';
 
 pub(crate) fn meta(name: &str) -> Vec<u8> {
     let mut key = vec![META];
@@ -59,6 +61,10 @@ pub(crate) fn reservation(twin: u32, contract: u64, name: &str) -> Vec<u8> {
     key
 }
 
+pub(crate) fn deleting(twin: u32, contract: u64) -> Vec<u8> {
+    scoped(DELETING, twin, contract)
+}
+
 pub(crate) fn history_prefix(twin: u32, contract: u64) -> Vec<u8> {
     scoped(HISTORY, twin, contract)
 }
@@ -82,7 +88,7 @@ pub(crate) fn job(seq: u64) -> Vec<u8> {
     key
 }
 
-/// `(twin, contract)` of a `D`, `W`, `H` or `R` key.
+/// `(twin, contract)` of a `D`, `W`, `H`, `R` or `X` key.
 pub(crate) fn twin_contract(key: &[u8]) -> Option<(u32, u64)> {
     let twin = u32::from_be_bytes(key.get(1..5)?.try_into().ok()?);
     let contract = u64::from_be_bytes(key.get(5..13)?.try_into().ok()?);

@@ -455,6 +455,18 @@ impl Store {
         }
     }
 
+    /// The deletes asked for and not done yet (a module failed them): `(twin, contract, reason)`.
+    pub fn deletes_asked(&self) -> Result<Vec<(u32, u64, String)>, StoreError> {
+        self.scan(&[key::DELETING])
+            .map(|item| {
+                let (k, v) = item?;
+                let (twin, contract) = key::twin_contract(&k)
+                    .ok_or_else(|| StoreError::Corrupt { key: key::printable(&k), message: "bad delete key".into() })?;
+                Ok((twin, contract, decode(&k, &v)?))
+            })
+            .collect()
+    }
+
     /// Every queued job, oldest first.
     pub fn jobs(&self) -> Result<Vec<(JobId, Job)>, StoreError> {
         self.scan(&[key::JOB])
@@ -714,7 +726,15 @@ impl<'a> Txn<'a> {
             }
         }
         self.remove(key::deployment(twin, contract));
+        self.remove(key::deleting(twin, contract));
         Ok(())
+    }
+
+    /// Records that the deployment's delete was asked for (with its reason), until [`Txn::delete`]
+    /// removes the deployment: a delete a module failed is retried from this ([`Store::deletes_asked`]),
+    /// after a restart too.
+    pub fn ask_delete(&mut self, twin: u32, contract: u64, reason: &str) {
+        self.put(key::deleting(twin, contract), &reason);
     }
 
     /// Keeps what the ledger granted a workload.

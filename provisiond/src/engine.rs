@@ -101,6 +101,8 @@ pub struct Engine<K> {
     seen: Mutex<HashMap<String, i64>>,
     /// Creates, decided in batches that share one store change and one fsync.
     door: Door<Create, Decision>,
+    /// Failed deletes waiting to be tried again: attempts so far, and when the next is due (seconds).
+    retries: Mutex<HashMap<(u32, u64), (u32, i64)>>,
 }
 
 /// A create that passed validation and the signature check, waiting at the door.
@@ -152,6 +154,7 @@ impl<K: KeyGetter> Engine<K> {
             newest_result: std::sync::atomic::AtomicI64::new(0),
             seen: Mutex::new(HashMap::new()),
             door: Door::default(),
+            retries: Mutex::new(HashMap::new()),
         };
         let newest = engine
             .stored_deployments()?
@@ -527,6 +530,8 @@ impl<K: KeyGetter> Engine<K> {
     pub fn deprovision(&self, twin: u32, contract: u64, reason: &str) -> Result<JobId, EngineError> {
         self.store.get(twin, contract)?;
         let mut txn = self.store.begin();
+        // Durable with the job: a delete a module fails is retried until it is done, after a restart too.
+        txn.ask_delete(twin, contract, reason);
         let job = txn.enqueue(&Job {
             op: JobOp::Deprovision,
             twin,
@@ -536,6 +541,44 @@ impl<K: KeyGetter> Engine<K> {
         })?;
         txn.commit()?;
         Ok(job)
+    }
+
+    /// Queues again the deletes a module failed (their workloads in `error` keep their reservations,
+    /// since what the module made may still be there), each once its back-off has passed: 5 s after
+    /// the failure, doubling to 10 minutes. The daemon calls it as its job loop idles, so that a delete
+    /// asked while a module or Redis was down is done once they are back. The number queued.
+    pub fn retry_deletes(&self, now: Timestamp) -> Result<usize, EngineError> {
+        let asked = self.store.deletes_asked()?;
+        if asked.is_empty() {
+            return Ok(0);
+        }
+        let queued: std::collections::HashSet<(u32, u64)> =
+            self.store.jobs()?.into_iter().map(|(_, job)| (job.twin, job.contract)).collect();
+        let mut retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        retries.retain(|key, _| asked.iter().any(|(twin, contract, _)| (*twin, *contract) == *key));
+        let mut count = 0;
+        for (twin, contract, reason) in asked {
+            let key = (twin, contract);
+            if queued.contains(&key) {
+                continue;
+            }
+            // First seen failed now: the first try waits out 5 s.
+            let Some(&(attempts, due)) = retries.get(&key) else {
+                retries.insert(key, (0, now.0.saturating_add(5)));
+                continue;
+            };
+            if due > now.0 {
+                continue;
+            }
+            let mut txn = self.store.begin();
+            txn.enqueue(&Job { op: JobOp::Deprovision, twin, contract, reason, remove: Vec::new() })?;
+            txn.commit()?;
+            let backoff = 10i64.saturating_mul(1i64 << attempts.min(6)).min(600);
+            retries.insert(key, (attempts.saturating_add(1), now.0.saturating_add(backoff)));
+            tracing::info!(twin, contract, attempts, "a failed delete is tried again");
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// `Pause`: queues pausing a deployment; paused workloads keep their capacity.

@@ -638,3 +638,61 @@ async fn deleting_one_zdb_keeps_the_device_of_the_others() {
     assert!(devices().is_empty(), "the last zdb gave the device back");
     assert_eq!(engine.ledger_snapshot().usage().used.hru.bytes(), 0);
 }
+
+/// Modules whose first `fails` deletes fail (storaged or Redis down), then work.
+struct FlakyDeletes {
+    fails: std::sync::atomic::AtomicU32,
+}
+
+impl Managers for FlakyDeletes {
+    async fn provision(
+        &self,
+        id: &WorkloadId,
+        _: &Workload,
+        _: Option<&zos_types::ReservationRecord>,
+    ) -> Result<serde_json::Value, String> {
+        Ok(json!({"id": id.as_str()}))
+    }
+    async fn deprovision(&self, _: &WorkloadId, _: &Workload) -> Result<(), String> {
+        let left = self.fails.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.fails.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err("storage unreachable".into());
+        }
+        Ok(())
+    }
+}
+
+/// A delete a module failed (asked while storaged or Redis was down) was never done: the deployment
+/// stayed, in `error`, holding its capacity for good (the campaign's node run saw deletes that never
+/// finished after daemon kills). The delete is kept as asked, durably, and tried again with a back-off
+/// until it is done, after a restart of provisiond too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delete_is_tried_again_until_done() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let managers = FlakyDeletes { fails: std::sync::atomic::AtomicU32::new(2) };
+    {
+        let engine = engine(dir.path());
+        let dl = signed(41, json!([{"name": "disk", "type": "zmount", "data": {"size": 10 * GIB}}]));
+        let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(100)).expect("create") else { panic!("refused") };
+        assert!(engine.run_one(&managers, Timestamp(101)).await.expect("provision"));
+        engine.deprovision(7, 41, "gone").expect("delete");
+        assert!(engine.run_one(&managers, Timestamp(102)).await.expect("the delete fails"));
+        assert_eq!(engine.store().current(7, 41, "disk").expect("still there").result.state, ResultState::Error);
+        assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "it keeps its capacity");
+        assert_eq!(engine.retry_deletes(Timestamp(102)).expect("retry"), 0, "the first try waits out 5 s");
+        assert_eq!(engine.retry_deletes(Timestamp(108)).expect("retry"), 1);
+        assert!(engine.run_one(&managers, Timestamp(108)).await.expect("fails once more"));
+        assert_eq!(engine.retry_deletes(Timestamp(110)).expect("retry"), 0, "backing off");
+    }
+    // provisiond restarts: the delete is still asked for.
+    let engine = engine(dir.path());
+    assert_eq!(engine.store().deletes_asked().expect("asked").len(), 1);
+    assert_eq!(engine.retry_deletes(Timestamp(200)).expect("retry"), 0);
+    assert_eq!(engine.retry_deletes(Timestamp(206)).expect("retry"), 1);
+    assert!(engine.run_one(&managers, Timestamp(206)).await.expect("the delete works now"));
+    assert!(matches!(engine.store().get(7, 41), Err(zos_cache::StoreError::DeploymentNotExists)));
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 0, "its capacity is free");
+    assert!(engine.store().deletes_asked().expect("asked").is_empty());
+    assert!(engine.store().check_consistency().expect("check").is_empty());
+}

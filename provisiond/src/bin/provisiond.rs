@@ -212,7 +212,13 @@ async fn main() -> Exit {
                             let _ = changes.publish(&change).await;
                         }
                     }
-                    Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Ok(false) => {
+                        // Idle: the deletes a module failed are queued again once their back-off passed.
+                        if let Err(err) = engine.retry_deletes(now) {
+                            tracing::warn!("retrying failed deletes: {err}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     Err(err) => {
                         tracing::error!("job failed: {err}");
                         tokio::time::sleep(Duration::from_secs(1)).await;
