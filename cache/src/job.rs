@@ -16,6 +16,9 @@ pub enum JobOp {
     Pause,
     /// Resume its workloads.
     Resume,
+    /// Clean up again the failed workloads named in `remove`, whose first cleanup failed: on success
+    /// they release their reservations and stay in `error`.
+    Cleanup,
 }
 
 /// A queued job. The deployment itself is in the store; the job names it.

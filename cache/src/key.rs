@@ -11,6 +11,7 @@
 //! | `R` | twin, contract, name | the reservation the ledger granted |
 //! | `J` | sequence | a queued job |
 //! | `X` | twin, contract | a delete asked for and not done yet: its reason |
+//! | `C` | twin, contract, name | a failed workload whose cleanup failed: to be cleaned up again |
 
 pub(crate) const META: u8 = b'M';
 pub(crate) const DEPLOYMENT: u8 = b'D';
@@ -20,6 +21,7 @@ pub(crate) const SHARABLE: u8 = b'S';
 pub(crate) const RESERVATION: u8 = b'R';
 pub(crate) const JOB: u8 = b'J';
 pub(crate) const DELETING: u8 = b'X';
+pub(crate) const CLEANUP: u8 = b'C';
 
 pub(crate) fn meta(name: &str) -> Vec<u8> {
     let mut key = vec![META];
@@ -65,6 +67,12 @@ pub(crate) fn deleting(twin: u32, contract: u64) -> Vec<u8> {
     scoped(DELETING, twin, contract)
 }
 
+pub(crate) fn cleanup(twin: u32, contract: u64, name: &str) -> Vec<u8> {
+    let mut key = scoped(CLEANUP, twin, contract);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
 pub(crate) fn history_prefix(twin: u32, contract: u64) -> Vec<u8> {
     scoped(HISTORY, twin, contract)
 }
@@ -88,7 +96,7 @@ pub(crate) fn job(seq: u64) -> Vec<u8> {
     key
 }
 
-/// `(twin, contract)` of a `D`, `W`, `H`, `R` or `X` key.
+/// `(twin, contract)` of a `D`, `W`, `H`, `R`, `X` or `C` key.
 pub(crate) fn twin_contract(key: &[u8]) -> Option<(u32, u64)> {
     let twin = u32::from_be_bytes(key.get(1..5)?.try_into().ok()?);
     let contract = u64::from_be_bytes(key.get(5..13)?.try_into().ok()?);

@@ -467,6 +467,17 @@ impl Store {
             .collect()
     }
 
+    /// The failed workloads whose cleanup failed too, to be cleaned up again: `(twin, contract, name)`.
+    pub fn cleanups_asked(&self) -> Result<Vec<(u32, u64, String)>, StoreError> {
+        self.scan(&[key::CLEANUP])
+            .map(|item| {
+                let (k, _) = item?;
+                key::twin_contract_name(&k)
+                    .ok_or_else(|| StoreError::Corrupt { key: key::printable(&k), message: "bad cleanup key".into() })
+            })
+            .collect()
+    }
+
     /// Every queued job, oldest first.
     pub fn jobs(&self) -> Result<Vec<(JobId, Job)>, StoreError> {
         self.scan(&[key::JOB])
@@ -643,6 +654,7 @@ impl<'a> Txn<'a> {
             return Ok(());
         };
         header.workloads.remove(pos);
+        self.remove(key::cleanup(twin, contract, name));
         let key = key::workload(twin, contract, name);
         if let Some(workload) = self.get::<Workload>(&key)?
             && workload.kind().is_sharable()
@@ -728,6 +740,18 @@ impl<'a> Txn<'a> {
         self.remove(key::deployment(twin, contract));
         self.remove(key::deleting(twin, contract));
         Ok(())
+    }
+
+    /// Records that a failed workload's cleanup failed too (what the module made may still be there, so
+    /// it keeps its reservation), until [`Txn::cleaned`]: it is tried again from this
+    /// ([`Store::cleanups_asked`]).
+    pub fn ask_cleanup(&mut self, twin: u32, contract: u64, name: &str) {
+        self.put(key::cleanup(twin, contract, name), &());
+    }
+
+    /// The cleanup of a failed workload is done (idempotent).
+    pub fn cleaned(&mut self, twin: u32, contract: u64, name: &str) {
+        self.remove(key::cleanup(twin, contract, name));
     }
 
     /// Records that the deployment's delete was asked for (with its reason), until [`Txn::delete`]

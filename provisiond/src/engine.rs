@@ -8,7 +8,7 @@
 //! a failed delete keeps it.
 
 use crate::door::{Door, Reply};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 use zos_cache::{Commit, Job, JobId, JobOp, Store, StoreError};
@@ -101,9 +101,15 @@ pub struct Engine<K> {
     seen: Mutex<HashMap<String, i64>>,
     /// Creates, decided in batches that share one store change and one fsync.
     door: Door<Create, Decision>,
-    /// Failed deletes waiting to be tried again: attempts so far, and when the next is due (seconds).
-    retries: Mutex<HashMap<(u32, u64), (u32, i64)>>,
+    /// Failed deletes and cleanups waiting to be tried again.
+    retries: Mutex<HashMap<Retried, Backoff>>,
 }
+
+/// What is tried again: a deployment's delete (`false`) or its workloads' cleanup (`true`).
+type Retried = (u32, u64, bool);
+
+/// Attempts so far, and when the next is due (seconds).
+type Backoff = (u32, i64);
 
 /// A create that passed validation and the signature check, waiting at the door.
 struct Create {
@@ -543,26 +549,41 @@ impl<K: KeyGetter> Engine<K> {
         Ok(job)
     }
 
-    /// Queues again the deletes a module failed (their workloads in `error` keep their reservations,
-    /// since what the module made may still be there), each once its back-off has passed: 5 s after
-    /// the failure, doubling to 10 minutes. The daemon calls it as its job loop idles, so that a delete
-    /// asked while a module or Redis was down is done once they are back. The number queued.
-    pub fn retry_deletes(&self, now: Timestamp) -> Result<usize, EngineError> {
-        let asked = self.store.deletes_asked()?;
-        if asked.is_empty() {
+    /// Queues again what a module failed to remove: deletes (their workloads in `error` keep their
+    /// reservations, since what the module made may still be there) and the cleanups of failed
+    /// workloads, each once its back-off has passed: 5 s after the failure is first seen, then 10 s
+    /// doubling to 10 minutes. The daemon calls it as its job loop idles, so that what was asked while a
+    /// module or Redis was down is done once they are back, after a restart too. The number of jobs
+    /// queued.
+    pub fn retry_failed(&self, now: Timestamp) -> Result<usize, EngineError> {
+        let deletes = self.store.deletes_asked()?;
+        let mut cleanups: BTreeMap<(u32, u64), Vec<String>> = BTreeMap::new();
+        for (twin, contract, name) in self.store.cleanups_asked()? {
+            cleanups.entry((twin, contract)).or_default().push(name);
+        }
+        if deletes.is_empty() && cleanups.is_empty() {
             return Ok(0);
         }
         let queued: std::collections::HashSet<(u32, u64)> =
             self.store.jobs()?.into_iter().map(|(_, job)| (job.twin, job.contract)).collect();
+        let wanted = deletes
+            .into_iter()
+            .map(|(twin, contract, reason)| (twin, contract, JobOp::Deprovision, reason, Vec::new()))
+            .chain(
+                cleanups
+                    .into_iter()
+                    .map(|((twin, contract), names)| (twin, contract, JobOp::Cleanup, String::new(), names)),
+            );
         let mut retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
-        retries.retain(|key, _| asked.iter().any(|(twin, contract, _)| (*twin, *contract) == *key));
+        let mut still = std::collections::HashSet::new();
         let mut count = 0;
-        for (twin, contract, reason) in asked {
-            let key = (twin, contract);
-            if queued.contains(&key) {
+        for (twin, contract, op, reason, remove) in wanted {
+            let key = (twin, contract, op == JobOp::Cleanup);
+            still.insert(key);
+            if queued.contains(&(twin, contract)) {
                 continue;
             }
-            // First seen failed now: the first try waits out 5 s.
+            // First seen now: the first try waits out 5 s.
             let Some(&(attempts, due)) = retries.get(&key) else {
                 retries.insert(key, (0, now.0.saturating_add(5)));
                 continue;
@@ -571,14 +592,57 @@ impl<K: KeyGetter> Engine<K> {
                 continue;
             }
             let mut txn = self.store.begin();
-            txn.enqueue(&Job { op: JobOp::Deprovision, twin, contract, reason, remove: Vec::new() })?;
+            txn.enqueue(&Job { op, twin, contract, reason, remove })?;
             txn.commit()?;
             let backoff = 10i64.saturating_mul(1i64 << attempts.min(6)).min(600);
             retries.insert(key, (attempts.saturating_add(1), now.0.saturating_add(backoff)));
-            tracing::info!(twin, contract, attempts, "a failed delete is tried again");
+            tracing::info!(twin, contract, ?op, attempts, "what a module failed to remove is tried again");
             count += 1;
         }
+        retries.retain(|key, _| still.contains(key));
         Ok(count)
+    }
+
+    /// A [`JobOp::Cleanup`]: the named workloads, still failed and unchanged, are removed through the
+    /// modules again; those removed release their reservations (and stay in `error`).
+    async fn clean_up(
+        &self,
+        job_id: JobId,
+        deployment: &Deployment,
+        names: &[String],
+        managers: &impl Managers,
+    ) -> Result<(), EngineError> {
+        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
+        let mut cleaned = Vec::new();
+        for workload in deployment.workloads.iter().filter(|wl| names.contains(&wl.name)) {
+            if workload.result.state != ResultState::Error {
+                cleaned.push((workload.clone(), None));
+                continue;
+            }
+            let id = deployment.workload_id(&workload.name);
+            if self.deprovision_one(managers, &id, workload, std::slice::from_ref(&id)).await.is_ok() {
+                cleaned.push((workload.clone(), Some(id)));
+            }
+        }
+        let serialized = self.ledger();
+        let mut txn = self.store.begin();
+        let mut released = Vec::new();
+        for (workload, id) in cleaned {
+            if !self.unchanged_since(twin, contract, &workload)? {
+                continue;
+            }
+            txn.cleaned(twin, contract, &workload.name);
+            if let Some(id) = id {
+                txn.release(twin, contract, &workload.name);
+                released.push(id);
+            }
+        }
+        txn.ack(job_id)?;
+        let pending = txn.commit_deferred()?;
+        drop(serialized);
+        pending.wait()?;
+        self.release_all(released);
+        Ok(())
     }
 
     /// `Pause`: queues pausing a deployment; paused workloads keep their capacity.
@@ -637,6 +701,7 @@ impl<K: KeyGetter> Engine<K> {
                 self.remove(&deployment, |_| true, &job.reason, Some(job_id), managers, now).await?;
             }
             JobOp::Pause | JobOp::Resume => self.lock_workloads(job_id, job.op, &deployment, managers, now).await?,
+            JobOp::Cleanup => self.clean_up(job_id, &deployment, &job.remove, managers).await?,
             JobOp::Provision => self.install(job_id, &deployment, job.reason == REBOOT, managers, now).await?,
             JobOp::Update => {
                 let dropped = |wl: &Workload| job.remove.contains(&wl.name);
@@ -786,7 +851,11 @@ impl<K: KeyGetter> Engine<K> {
                         released.push(id);
                         result(ResultState::Error, message, serde_json::Value::Null, now)
                     }
-                    None => result(ResultState::Error, message, serde_json::Value::Null, now),
+                    None => {
+                        // Its cleanup failed: it keeps its reservation, and the cleanup is tried again.
+                        txn.ask_cleanup(twin, contract, &workload.name);
+                        result(ResultState::Error, message, serde_json::Value::Null, now)
+                    }
                 },
             };
             txn.record(twin, contract, &workload)?;

@@ -639,7 +639,8 @@ async fn deleting_one_zdb_keeps_the_device_of_the_others() {
     assert_eq!(engine.ledger_snapshot().usage().used.hru.bytes(), 0);
 }
 
-/// Modules whose first `fails` deletes fail (storaged or Redis down), then work.
+/// Modules whose first `fails` deletes fail (storaged or Redis down), then work; a workload named
+/// `fail` is refused.
 struct FlakyDeletes {
     fails: std::sync::atomic::AtomicU32,
 }
@@ -651,7 +652,7 @@ impl Managers for FlakyDeletes {
         _: &Workload,
         _: Option<&zos_types::ReservationRecord>,
     ) -> Result<serde_json::Value, String> {
-        Ok(json!({"id": id.as_str()}))
+        if id.as_str().ends_with("-fail") { Err("the module refused".into()) } else { Ok(json!({"id": id.as_str()})) }
     }
     async fn deprovision(&self, _: &WorkloadId, _: &Workload) -> Result<(), String> {
         let left = self.fails.load(std::sync::atomic::Ordering::SeqCst);
@@ -680,19 +681,46 @@ async fn a_failed_delete_is_tried_again_until_done() {
         assert!(engine.run_one(&managers, Timestamp(102)).await.expect("the delete fails"));
         assert_eq!(engine.store().current(7, 41, "disk").expect("still there").result.state, ResultState::Error);
         assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "it keeps its capacity");
-        assert_eq!(engine.retry_deletes(Timestamp(102)).expect("retry"), 0, "the first try waits out 5 s");
-        assert_eq!(engine.retry_deletes(Timestamp(108)).expect("retry"), 1);
+        assert_eq!(engine.retry_failed(Timestamp(102)).expect("retry"), 0, "the first try waits out 5 s");
+        assert_eq!(engine.retry_failed(Timestamp(108)).expect("retry"), 1);
         assert!(engine.run_one(&managers, Timestamp(108)).await.expect("fails once more"));
-        assert_eq!(engine.retry_deletes(Timestamp(110)).expect("retry"), 0, "backing off");
+        assert_eq!(engine.retry_failed(Timestamp(110)).expect("retry"), 0, "backing off");
     }
     // provisiond restarts: the delete is still asked for.
     let engine = engine(dir.path());
     assert_eq!(engine.store().deletes_asked().expect("asked").len(), 1);
-    assert_eq!(engine.retry_deletes(Timestamp(200)).expect("retry"), 0);
-    assert_eq!(engine.retry_deletes(Timestamp(206)).expect("retry"), 1);
+    assert_eq!(engine.retry_failed(Timestamp(200)).expect("retry"), 0);
+    assert_eq!(engine.retry_failed(Timestamp(206)).expect("retry"), 1);
     assert!(engine.run_one(&managers, Timestamp(206)).await.expect("the delete works now"));
     assert!(matches!(engine.store().get(7, 41), Err(zos_cache::StoreError::DeploymentNotExists)));
     assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 0, "its capacity is free");
     assert!(engine.store().deletes_asked().expect("asked").is_empty());
     assert!(engine.store().check_consistency().expect("check").is_empty());
+}
+
+/// A failed workload whose cleanup failed too (the module was unreachable) kept its reservation for good:
+/// the campaign's node run counted such workloads after Redis kills, never given back. Its cleanup is
+/// tried again with a back-off; once the module confirms nothing is left, the reservation goes and the
+/// workload stays in `error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cleanup_is_tried_again_until_done() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let managers = FlakyDeletes { fails: std::sync::atomic::AtomicU32::new(1) };
+    let dl = signed(43, json!([{"name": "fail", "type": "zmount", "data": {"size": 10 * GIB}}]));
+    let Outcome::Accepted(_) = engine.create(7, dl, Timestamp(100)).expect("create") else { panic!("refused") };
+    assert!(engine.run_one(&managers, Timestamp(101)).await.expect("provision fails, cleanup fails"));
+    let failed = engine.store().current(7, 43, "fail").expect("workload");
+    assert_eq!(failed.result.state, ResultState::Error);
+    assert!(failed.result.error.contains("cleaning up failed"), "{}", failed.result.error);
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 10 * GIB, "held while it may exist");
+    assert_eq!(engine.store().cleanups_asked().expect("asked").len(), 1);
+    assert_eq!(engine.retry_failed(Timestamp(101)).expect("retry"), 0, "the first try waits out 5 s");
+    assert_eq!(engine.retry_failed(Timestamp(107)).expect("retry"), 1);
+    assert!(engine.run_one(&managers, Timestamp(107)).await.expect("cleaned up"));
+    assert_eq!(engine.ledger_snapshot().usage().used.sru.bytes(), 0, "given back");
+    assert_eq!(engine.store().current(7, 43, "fail").expect("workload").result.state, ResultState::Error);
+    assert!(engine.store().cleanups_asked().expect("asked").is_empty());
+    assert!(engine.store().check_consistency().expect("check").is_empty());
+    assert_eq!(engine.retry_failed(Timestamp(500)).expect("retry"), 0, "nothing left to retry");
 }

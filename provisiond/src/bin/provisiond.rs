@@ -213,9 +213,9 @@ async fn main() -> Exit {
                         }
                     }
                     Ok(false) => {
-                        // Idle: the deletes a module failed are queued again once their back-off passed.
-                        if let Err(err) = engine.retry_deletes(now) {
-                            tracing::warn!("retrying failed deletes: {err}");
+                        // Idle: what a module failed to remove is queued again once their back-off passed.
+                        if let Err(err) = engine.retry_failed(now) {
+                            tracing::warn!("retrying what a module failed to remove: {err}");
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
