@@ -12,3 +12,4 @@ pub mod daemon;
 pub mod network;
 pub mod provision;
 pub mod storage;
+pub mod vm;
