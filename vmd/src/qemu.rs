@@ -113,11 +113,15 @@ impl Qemu {
                 .append(true)
                 .open(paths.log())
                 .map_err(VmError::io("open the machine log"))?;
-            let status = Command::new(&self.virtiofsd)
+            // virtiofsd waits for QEMU before it would daemonize: it is started in the background of
+            // a shell that exits at once, so it is nobody's child here (as ZOS starts its processes).
+            let status = Command::new("sh")
+                .args(["-c", "\"$@\" &", "sh"])
+                .arg(&self.virtiofsd)
                 .arg(format!("--socket-path={}", socket.display()))
                 .arg("-o")
                 .arg(format!("source={}", fs.path.display()))
-                .args(["-o", "cache=auto", "-o", "sandbox=chroot", "--daemonize"])
+                .args(["-o", "cache=auto", "-o", "sandbox=chroot"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(VmError::io("machine log"))?)
                 .stderr(log)
@@ -129,7 +133,11 @@ impl Qemu {
             let deadline = Instant::now() + Duration::from_secs(5);
             while !socket.exists() {
                 if Instant::now() >= deadline {
-                    return Err(VmError::Start(format!("virtiofsd for '{}' made no socket", fs.tag)));
+                    return Err(VmError::Start(format!(
+                        "virtiofsd for '{}' made no socket: {}",
+                        fs.tag,
+                        log_tail(&paths.log())
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -137,10 +145,16 @@ impl Qemu {
         Ok(())
     }
 
-    /// Kills what is left of the machine's virtiofsd processes.
+    /// Stops what is left of the machine's virtiofsd processes (SIGTERM, SIGKILL after 3 s) and
+    /// waits until they are gone: a new one for the same socket cannot start before.
     pub fn stop_virtiofsd(paths: &MachinePaths) {
-        for pid in process::find(&format!("--socket-path={}/fs", paths.dir.display())) {
+        let needle = format!("--socket-path={}/fs", paths.dir.display());
+        for pid in process::find(&needle) {
             process::signal(pid, nix::sys::signal::Signal::SIGTERM);
+            if !process::wait_gone(pid, &needle, Duration::from_secs(3)) {
+                process::signal(pid, nix::sys::signal::Signal::SIGKILL);
+                process::wait_gone(pid, &needle, Duration::from_secs(2));
+            }
         }
     }
 
