@@ -71,6 +71,10 @@ pub struct Resident {
     pub rss: u64,
     /// `RssShmem`: resident shared memory (the guest's RAM, which is a shared memfd).
     pub shmem: u64,
+    /// `RssAnon`: the process's private memory (heap, TCG's translation cache, device state).
+    pub anon: u64,
+    /// `RssFile`: resident file pages (the binary and its libraries, shared with other VMs).
+    pub file: u64,
 }
 
 /// Reads `VmRSS` and `RssShmem` of `pid`.
@@ -81,7 +85,12 @@ pub fn resident(pid: u32) -> Option<Resident> {
         let kib: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kib * 1024)
     };
-    Some(Resident { rss: field("VmRSS:")?, shmem: field("RssShmem:").unwrap_or(0) })
+    Some(Resident {
+        rss: field("VmRSS:")?,
+        shmem: field("RssShmem:").unwrap_or(0),
+        anon: field("RssAnon:").unwrap_or(0),
+        file: field("RssFile:").unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
