@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-/// A daemon binary of the workspace (`storaged`, `networkd`, `provisiond`, `zosctl`) in the target
+/// A daemon binary of the workspace (`storaged`, `networkd`, `provisiond`, `vmd`, `zosctl`) in the target
 /// directory of the running test, built on demand when the test runs alone.
 pub fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary");
@@ -14,7 +14,19 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let built = Command::new(cargo)
-            .args(["build", "-q", "-p", "zos-storaged", "-p", "zos-networkd", "-p", "zos-provisiond", "--bins"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "zos-storaged",
+                "-p",
+                "zos-networkd",
+                "-p",
+                "zos-provisiond",
+                "-p",
+                "zos-vmd",
+                "--bins",
+            ])
             .status()
             .expect("cargo build");
         assert!(built.success(), "building the daemons failed");

@@ -98,7 +98,7 @@ pub fn probe_boot(qemu: &Path, accel: Accel, probe: &ProbeConfig, workdir: &Path
         .map_err(|err| VmError::Unavailable(format!("cannot run {}: {err}", qemu.display())))?;
     let deadline = started + Duration::from_secs(probe.timeout_secs.max(1));
     let outcome = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
         if text.contains(&probe.marker) {
             break Ok(started.elapsed());
         }

@@ -114,7 +114,7 @@ impl Rig {
     }
 
     fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.manager.paths(name).log()).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(self.manager.paths(name).log()).unwrap_or_default()).into_owned()
     }
 
     /// Waits until the log holds `text` `times` times; returns how long it took.
