@@ -123,4 +123,11 @@ mod tests {
         assert_eq!(forced.accel, AccelMode::Tcg);
         assert!(Config::parse("acel = \"tcg\"\n").is_err());
     }
+
+    #[test]
+    fn the_example_configuration_is_the_defaults() {
+        let example = Config::parse(include_str!("../../etc/zos/vmd.toml")).expect("etc/zos/vmd.toml");
+        let defaults = Config::default();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
 }
