@@ -40,6 +40,9 @@ fn log_max() -> u64 {
 fn tail() -> usize {
     64 << 10
 }
+fn sys() -> PathBuf {
+    PathBuf::from("/sys")
+}
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +94,9 @@ pub struct Config {
     /// How much of the log's end `Logs` returns.
     #[serde(default = "tail")]
     pub logs_tail_bytes: usize,
+    /// Where sysfs is (IOMMU groups, PCI devices, tap counters).
+    #[serde(default = "sys")]
+    pub sys_root: PathBuf,
 }
 
 impl Default for Config {

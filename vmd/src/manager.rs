@@ -135,6 +135,7 @@ impl Manager {
         let (accel, accel_reason) = accel::choose(config.accel, config.probe.as_ref(), &config.qemu, &config.state_dir);
         tracing::info!(%accel, "accelerator: {accel_reason}");
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let sys = config.sys_root.clone();
         let manager = Manager {
             config,
             backend,
@@ -142,7 +143,7 @@ impl Manager {
             accel_reason,
             threads,
             machines,
-            sys: PathBuf::from("/sys"),
+            sys,
             inner: Mutex::new(Inner::default()),
         };
         for id in manager.list()? {
@@ -689,5 +690,87 @@ mod tests {
         assert!(matches!(manager.inspect("7-9-web"), Err(VmError::NotFound(_))));
         assert!(manager.delete("7-9-web").is_ok(), "delete is idempotent");
         assert!(matches!(manager.delete("../x"), Err(VmError::Invalid(_))));
+    }
+
+    fn manager_on(dir: &Path) -> Manager {
+        let config = Config {
+            run_dir: dir.join("run"),
+            state_dir: dir.join("state"),
+            sys_root: dir.join("sys"),
+            accel: crate::accel::AccelMode::Tcg,
+            log_max_bytes: 1000,
+            ..Config::default()
+        };
+        let qemu = Qemu { binary: "/nonexistent/qemu".into(), virtiofsd: "v".into(), tcg_tb_size_mib: None };
+        Manager::new(config, Arc::new(qemu)).expect("manager")
+    }
+
+    /// A machine the manager knows, as if it ran: its directory and config.
+    fn known(manager: &Manager, id: &str, devices: &[&str]) {
+        let paths = manager.paths(id);
+        std::fs::create_dir_all(&paths.dir).expect("dir");
+        let machine = Machine {
+            id: id.into(),
+            boot: Boot { kernel: "/k".into(), initrd: None, args: String::new() },
+            disks: vec![],
+            fs: vec![],
+            interfaces: vec![],
+            config: machine::Config { vcpu: 1, memory_mib: 256 },
+            devices: devices.iter().map(|d| d.to_string()).collect(),
+            no_keep_alive: false,
+            console: None,
+        };
+        machine.save(&paths.config()).expect("save");
+    }
+
+    #[test]
+    fn logs_rotate_past_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = manager_on(dir.path());
+        known(&manager, "1-1-a", &[]);
+        let log = manager.paths("1-1-a").log();
+        std::fs::write(&log, "x".repeat(999)).expect("write");
+        manager.rotate_logs();
+        assert_eq!(std::fs::metadata(&log).expect("log").len(), 999, "under the limit: kept");
+        std::fs::write(&log, "y".repeat(1001)).expect("write");
+        manager.rotate_logs();
+        assert_eq!(std::fs::metadata(&log).expect("log").len(), 0, "truncated");
+        assert_eq!(std::fs::read_to_string(log.with_extension("log.1")).expect("rotated"), "y".repeat(1001));
+        assert_eq!(manager.logs("1-1-a").expect("logs"), "");
+        assert!(matches!(manager.logs("1-1-b"), Err(VmError::NotFound(_))));
+    }
+
+    #[test]
+    fn gpus_need_an_iommu_and_go_to_one_vm() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = manager_on(dir.path());
+        let gpu = "0000:41:00.0";
+        let vm = VM {
+            name: "1-2-gpu".into(),
+            cpu: 1,
+            memory: 256 * MIB,
+            kernel_image: "/k".into(),
+            devices: vec![gpu.into()],
+            ..VM::default()
+        };
+        let err = manager.run(&vm).expect_err("no IOMMU");
+        assert_eq!(err.code(), "unavailable");
+        assert!(err.to_string().contains("needs an IOMMU"), "{err}");
+        let bad = VM { devices: vec!["../../x".into()], ..vm.clone() };
+        assert_eq!(manager.run(&bad).expect_err("bad slot").code(), "invalid");
+        std::fs::create_dir_all(dir.path().join("sys/kernel/iommu_groups/7")).expect("iommu");
+        known(&manager, "1-1-holder", &[gpu]);
+        let err = manager.run(&vm).expect_err("held");
+        assert_eq!(err.code(), "conflict");
+        assert_eq!(err.to_string(), "device 0000:41:00.0 is used by vm '1-1-holder'");
+        // Free again: it is bound to vfio-pci, and the start fails for want of QEMU, leaving nothing.
+        manager.delete("1-1-holder").expect("delete");
+        std::fs::create_dir_all(dir.path().join("sys/bus/pci/devices").join(gpu)).expect("device");
+        let err = manager.run(&vm).expect_err("no qemu");
+        assert_eq!(err.code(), "unavailable", "{err}");
+        let override_ = dir.path().join("sys/bus/pci/devices").join(gpu).join("driver_override");
+        assert_eq!(std::fs::read_to_string(override_).expect("override"), "vfio-pci");
+        assert_eq!(std::fs::read_to_string(dir.path().join("sys/bus/pci/drivers_probe")).expect("probe"), gpu);
+        assert!(!manager.paths("1-2-gpu").dir.exists());
     }
 }

@@ -285,6 +285,13 @@ fn guest_boots_sees_its_seed_and_is_supervised() {
     rig.manager.lock("1-1-guest", false).expect("resume");
     assert_eq!(rig.manager.inspect("1-1-guest").expect("inspect").state, "running");
 
+    // A restarted vmd finds its VM still running (VMs outlive the daemon, as in ZOS).
+    let again = Manager::with_qemu(rig.manager.config().clone()).expect("a second manager");
+    assert_eq!(again.list().expect("list"), ["1-1-guest"]);
+    let seen = again.inspect("1-1-guest").expect("inspect");
+    assert_eq!((seen.state.as_str(), seen.pid), ("running", rig.pid("1-1-guest")));
+    drop(again);
+
     // kill -9: the monitor starts it again, and it boots again.
     let recorder = Recorder::default();
     assert!(rig.manager.monitor_once(&recorder).is_empty(), "nothing to do while it runs");
