@@ -317,6 +317,34 @@ fn guest_boots_sees_its_seed_and_is_supervised() {
 }
 
 #[test]
+fn container_mode_boots_on_a_virtiofs_root() {
+    require_guests!("container_mode_boots_on_a_virtiofs_root");
+    let _serial = serial();
+    let rig = Rig::new();
+    let root = rig.root.join("flist-root");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/zos-root"), "the-flist").expect("write");
+    let vm = VM {
+        boot: zos_interfaces::vm::Boot {
+            kind: zos_interfaces::vm::BOOT_VIRTIOFS,
+            path: root.to_string_lossy().into_owned(),
+        },
+        entrypoint: "/sbin/zinit init".into(),
+        ..rig.vm("5-5-container")
+    };
+    rig.manager.run(&vm).expect("run");
+    let machine = zos_vmd::machine::Machine::load(&rig.manager.paths("5-5-container").config()).expect("config");
+    assert!(machine.boot.args.contains("root=vroot rootfstype=virtiofs rootdelay=30"), "{}", machine.boot.args);
+    assert_eq!(machine.fs[0].tag, "vroot");
+    rig.wait_log("5-5-container", READY, 1, BOOT_LIMIT);
+    let log = rig.log("5-5-container");
+    assert!(log.contains("GUEST-VROOT=the-flist"), "the root is served over virtiofs: {log}");
+    assert!(log.contains("GUEST-ZOSRC init='/sbin/zinit'") && log.contains("GUEST-ZOSRC set -- 'init'"), "{log}");
+    rig.manager.delete("5-5-container").expect("delete");
+    assert!(zos_vmd::process::find(&rig.manager.paths("5-5-container").needle()).is_empty(), "virtiofsd gone");
+}
+
+#[test]
 fn four_quick_deaths_decommission_the_workload() {
     require_guests!("four_quick_deaths_decommission_the_workload");
     let _serial = serial();

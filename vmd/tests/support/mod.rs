@@ -2,7 +2,8 @@
 //! distribution's cloud kernel with its virtio, vfat and virtiofs modules. Its init prints a marker on
 //! the serial console, mounts its cidata seed, takes the hostname and the static addresses the seed
 //! gives (matched by MAC), mounts a shared directory over virtiofs, prints what it sees and keeps a
-//! shell on the console.
+//! shell on the console. Booted in container mode (`rootfstype=virtiofs`), it mounts the `vroot`
+//! share first, as ZOS's container initramfs does before switching to it.
 
 #![allow(dead_code)]
 
@@ -42,6 +43,10 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null || echo "insmod $m failed"; done
 echo ZOS-VMD-GUEST-UP
+if grep -q "rootfstype=virtiofs" /proc/cmdline; then
+  mkdir -p /newroot
+  if mount -t virtiofs vroot /newroot; then echo "GUEST-VROOT=$(cat /newroot/etc/zos-root)"; fi
+fi
 seed=""
 for try in 1 2 3 4 5 6 7 8 9 10; do
   for d in /dev/vd*; do
@@ -55,6 +60,7 @@ for try in 1 2 3 4 5 6 7 8 9 10; do
   sleep 1
 done
 echo "GUEST-SEED=$seed"
+sed 's/^/GUEST-ZOSRC /' /seed/zosrc
 host=$(sed -n 's/^local-hostname: "\(.*\)"$/\1/p' /seed/meta-data)
 hostname "$host"
 echo "GUEST-HOSTNAME=$(hostname)"
