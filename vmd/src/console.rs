@@ -16,6 +16,7 @@ use std::time::Duration;
 pub struct ConsoleServer {
     stop: Arc<AtomicBool>,
     address: String,
+    listener: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ConsoleServer {
@@ -26,8 +27,12 @@ impl ConsoleServer {
 }
 
 impl Drop for ConsoleServer {
+    /// Stops the listener and waits (at most its 200 ms poll) until the port is free again.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
+        }
     }
 }
 
@@ -57,7 +62,7 @@ pub fn serve(namespace: Option<&str>, address: &str, console: &Path) -> Result<C
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let console = console.to_path_buf();
-    std::thread::spawn(move || {
+    let accepting = std::thread::spawn(move || {
         while !flag.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((tcp, _)) => {
@@ -74,7 +79,7 @@ pub fn serve(namespace: Option<&str>, address: &str, console: &Path) -> Result<C
             }
         }
     });
-    Ok(ConsoleServer { stop, address: address.to_string() })
+    Ok(ConsoleServer { stop, address: address.to_string(), listener: Some(accepting) })
 }
 
 fn copy(mut from: impl Read, mut to: impl Write) {

@@ -84,7 +84,9 @@ pub trait Workloads: Send + Sync {
     fn decommission(&self, id: &str, reason: &str) -> std::result::Result<(), String>;
 }
 
-/// Splits ZOS's kernel arguments into a map, keeping the order of first appearance.
+/// The kernel command line: the VM's arguments with ZOS's defaults over the same keys (`rw
+/// console=ttyS0 reboot=k panic=1`, `root=/dev/vda` with a boot disk, `boot.shell_on_fail`, and in
+/// container mode `root=vroot rootfstype=virtiofs rootdelay=30`), `init` last.
 fn kernel_args(vm: &VM, boot_disk: bool) -> String {
     let mut args: Vec<(String, String)> = vm.kernel_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut set = |key: &str, value: &str| {
