@@ -90,7 +90,7 @@ fn node_script_stop_leaves_nothing_behind() {
         );
         return;
     }
-    for daemon in ["storaged", "networkd", "provisiond", "zosctl"] {
+    for daemon in ["storaged", "networkd", "vmd", "provisiond", "zosctl"] {
         binary(daemon);
     }
     let bin = binary("storaged").parent().expect("target dir").to_path_buf();
