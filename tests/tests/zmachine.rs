@@ -3,7 +3,8 @@
 //! kernel and initrd while flistd is not there (the vmd tests' busybox guest). A deployment with a
 //! network, a zmount and a zmachine is admitted and provisioned: the guest boots with its hostname,
 //! its private address on a networkd tap and the zmount as its first disk; the console answers on
-//! the network's gateway inside its namespace; a delete removes the VM and its tap. Then a VM that
+//! the network's gateway inside its namespace, and its public address is on the tap of the
+//! deployment's ip workload; a delete removes the VM and its taps. Then a VM that
 //! keeps dying is restarted by vmd's monitor three times and on the fourth death decommissioned
 //! through provisiond, which releases its capacity. Needs root and what the vmd tests need.
 
@@ -233,21 +234,25 @@ async fn a_zmachine_end_to_end() {
     let machines = path("vmd-run").join("machines");
 
     // A network, a zmount and a zmachine on them.
-    let workloads = |net: &str, subnet: u8, port: u16| {
-        json!([
-            {"name": net, "type": "network", "data": {"ip_range": format!("10.{subnet}.0.0/16"), "subnet": format!("10.{subnet}.1.0/24"), "wireguard_private_key": "key", "wireguard_listen_port": port}},
-            {"name": "disk", "type": "zmount", "data": {"size": GIB}},
-            {"name": "vm", "type": "zmachine", "data": {
+    let workloads = |net: &str, subnet: u8, port: u16, public: bool| {
+        let mut list = vec![
+            json!({"name": net, "type": "network", "data": {"ip_range": format!("10.{subnet}.0.0/16"), "subnet": format!("10.{subnet}.1.0/24"), "wireguard_private_key": "key", "wireguard_listen_port": port}}),
+            json!({"name": "disk", "type": "zmount", "data": {"size": GIB}}),
+            json!({"name": "vm", "type": "zmachine", "data": {
                 "flist": "https://hub.grid.tf/tf-official-apps/base:latest.flist",
-                "network": {"interfaces": [{"network": net, "ip": format!("10.{subnet}.1.5")}]},
+                "network": {"interfaces": [{"network": net, "ip": format!("10.{subnet}.1.5")}], "public_ip": if public { "pub" } else { "" }},
                 "compute_capacity": {"cpu": 1, "memory": 256 << 20},
                 "mounts": [{"name": "disk", "mountpoint": "/data"}],
-                "env": {"SSH_KEY": "ssh-ed25519 AAAA test@zos"}}},
-        ])
+                "env": {"SSH_KEY": "ssh-ed25519 AAAA test@zos"}}}),
+        ];
+        if public {
+            list.insert(1, json!({"name": "pub", "type": "ip", "data": {"v4": true}}));
+        }
+        serde_json::Value::Array(list)
     };
     assert!(
         provision
-            .create_or_update(78, deployment(78, 1, workloads("net", 96, 32101)), false)
+            .create_or_update(78, deployment(78, 1, workloads("net", 96, 32101, true)), false)
             .await
             .expect("create")
             .accepted
@@ -264,12 +269,19 @@ async fn a_zmachine_end_to_end() {
     let seen = wait_log(&log, support::READY, support::BOOT_LIMIT);
     assert!(seen.contains("GUEST-HOSTNAME=vm"), "{seen}");
     assert!(seen.contains("GUEST-SEED=/dev/vdb"), "the zmount is the first disk, the seed the last: {seen}");
-    assert!(seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("10.96.1.5/24")), "{seen}");
+    assert!(
+        seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("eth0") && l.contains("10.96.1.5/24")),
+        "{seen}"
+    );
+    assert!(
+        seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("eth1") && l.contains("203.0.113.30/24")),
+        "the public address on the ip workload's tap: {seen}"
+    );
     let netns = format!("n-{}", zos_types::network_id(78, "net"));
     let said = tokio::task::block_in_place(|| console(&netns, "10.96.1.1:20005", "echo E2E-$((6*7))\n", "E2E-42"));
     assert!(said.contains("E2E-42"), "console: {said}");
     let before = statistics.get_counters().await.expect("counters").users.workloads;
-    assert_eq!(before, 3);
+    assert_eq!(before, 4);
     let first_pid = vmd.inspect("78-1-vm".into()).await.expect("inspect").pid;
     assert_ne!(first_pid, 0);
 
@@ -288,7 +300,7 @@ async fn a_zmachine_end_to_end() {
     // A VM that keeps dying: restarted three times, decommissioned on the fourth death.
     assert!(
         provision
-            .create_or_update(78, deployment(78, 2, workloads("net2", 97, 32102)), false)
+            .create_or_update(78, deployment(78, 2, workloads("net2", 97, 32102, false)), false)
             .await
             .expect("create")
             .accepted
