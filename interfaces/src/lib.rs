@@ -13,3 +13,4 @@ pub mod flist;
 pub mod network;
 pub mod provision;
 pub mod storage;
+pub mod vm;

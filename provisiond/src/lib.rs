@@ -11,6 +11,7 @@ pub mod engine;
 pub mod modules;
 mod service;
 pub mod twins;
+pub mod zmachine;
 
 pub use engine::{Engine, EngineError, Managers, Outcome};
 pub use service::Service;

@@ -1,19 +1,22 @@
 //! The managers that run workloads through the modules' zbus clients: storaged for zmount, volume and
-//! zdb, networkd for network and ip. zmachine and qsfs need vmd, which does not exist yet: they fail
-//! with "module unavailable" (and so release their reservation). Gateways and zlogs hold no capacity
-//! and are recorded as they are.
+//! zdb, networkd for network and ip, vmd for zmachine (with networkd's taps and storaged's vdisks,
+//! [`crate::zmachine`]). qsfs fails with "module unavailable" (and so releases its reservation).
+//! Gateways and zlogs hold no capacity and are recorded as they are.
 
 use crate::engine::Managers;
 use serde_json::{Value, json};
 use zos_interfaces::network::{NetworkClient, NetworkSpec};
 use zos_interfaces::storage::StorageClient;
+use zos_interfaces::vm::VMClient;
 use zos_types::{ReservationRecord, Workload, WorkloadData, WorkloadId};
 
 /// Managers over the modules' zbus clients.
 #[derive(Clone, Debug)]
 pub struct ModuleManagers {
-    storage: StorageClient,
-    network: NetworkClient,
+    pub(crate) storage: StorageClient,
+    pub(crate) network: NetworkClient,
+    pub(crate) vm: VMClient,
+    pub(crate) zmachine_boot: Option<crate::zmachine::ZMachineBoot>,
 }
 
 fn text(err: impl std::fmt::Display) -> String {
@@ -25,8 +28,16 @@ impl ModuleManagers {
     pub fn new(client: zos_zbus::Client) -> ModuleManagers {
         ModuleManagers {
             storage: StorageClient::new(client.clone(), "storage"),
-            network: NetworkClient::new(client, "network"),
+            network: NetworkClient::new(client.clone(), "network"),
+            vm: VMClient::new(client, zos_interfaces::vm::MODULE),
+            zmachine_boot: None,
         }
+    }
+
+    /// Zmachines boot `boot` (while flistd cannot mount their flist).
+    pub fn with_zmachine_boot(mut self, boot: Option<crate::zmachine::ZMachineBoot>) -> ModuleManagers {
+        self.zmachine_boot = boot;
+        self
     }
 
     fn tap(id: &WorkloadId) -> String {
@@ -215,8 +226,9 @@ impl Managers for ModuleManagers {
             WorkloadData::GatewayNameProxy(_) | WorkloadData::GatewayFqdnProxy(_) | WorkloadData::ZLogs(_) => {
                 Ok(Value::Null)
             }
-            WorkloadData::ZMachine(_) | WorkloadData::Qsfs(_) => {
-                Err("module unavailable: vmd is not running on this node".into())
+            WorkloadData::ZMachine(machine) => self.provision_zmachine(id, workload, machine, reservation).await,
+            WorkloadData::Qsfs(_) => {
+                Err("module unavailable: qsfs (its zstor and 0-db-fs) is not supported on this node".into())
             }
         }
     }
@@ -233,6 +245,7 @@ impl Managers for ModuleManagers {
             WorkloadData::Ip(_) | WorkloadData::Ipv4(_) => {
                 self.network.remove_pub_tap(Self::tap(id)).await.map_err(text)
             }
+            WorkloadData::ZMachine(machine) => self.deprovision_zmachine(id, machine).await,
             // The device the zdb was given is named in its result; without one, nothing was allocated.
             WorkloadData::Zdb(_) => match workload.result.data.get("Device").and_then(Value::as_str) {
                 Some(device) if !device.is_empty() => {

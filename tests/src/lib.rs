@@ -10,7 +10,7 @@ pub mod node;
 use anyhow::Context;
 use std::process::Command;
 
-/// A daemon binary of the workspace (`storaged`, `networkd`, `provisiond`, `flistd`, `zosctl`) in the
+/// A daemon binary of the workspace (`storaged`, `networkd`, `provisiond`, `flistd`, `vmd`, `zosctl`) in the
 /// target directory of the running test or binary, built on demand when it is missing.
 pub fn binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("the running binary")?;
@@ -27,7 +27,7 @@ pub fn binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
-        for package in ["zos-storaged", "zos-networkd", "zos-provisiond", "zos-flistd"] {
+        for package in ["zos-storaged", "zos-networkd", "zos-provisiond", "zos-flistd", "zos-vmd"] {
             build.args(["-p", package]);
         }
         let built = build.arg("--bins").status().context("running cargo build")?;

@@ -96,7 +96,7 @@ fn node_script_stop_leaves_nothing_behind() {
         );
         return;
     }
-    for daemon in ["storaged", "networkd", "flistd", "provisiond", "zosctl"] {
+    for daemon in ["storaged", "networkd", "flistd", "vmd", "provisiond", "zosctl"] {
         binary(daemon).expect("daemon");
     }
     let bin = binary("storaged").expect("storaged").parent().expect("target dir").to_path_buf();

@@ -55,6 +55,10 @@ struct Config {
     /// The first-boot marker, on a tmpfs.
     #[serde(default = "default_marker")]
     boot_marker: PathBuf,
+    /// The kernel and initrd zmachines boot while flistd cannot mount their flist; without it a
+    /// zmachine fails saying that its flist root needs flistd.
+    #[serde(default)]
+    zmachine: Option<zos_provisiond::zmachine::ZMachineBoot>,
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<(Config, Option<NodeSpec>, Policy, TwinRegistry)> {
@@ -158,7 +162,7 @@ async fn main() -> Exit {
         Err(err) => tracing::warn!("boot handling failed: {err}"),
     }
     let bus = client.clone();
-    let managers = ModuleManagers::new(client.clone());
+    let managers = ModuleManagers::new(client.clone()).with_zmachine_boot(config.zmachine.clone());
     let service = Arc::new(Service { engine: engine.clone(), modules: managers.clone() });
     // The reconciler runs every minute and publishes what it finds on the `Drift` stream.
     let reconciler = {

@@ -1,0 +1,345 @@
+//! A zmachine end to end, with real processes: a private Redis, storaged on loop devices, networkd
+//! with its namespaces, vmd (QEMU under TCG) and provisiond, which boots zmachines on a configured
+//! kernel and initrd while flistd is not there (the vmd tests' busybox guest). A deployment with a
+//! network, a zmount and a zmachine is admitted and provisioned: the guest boots with its hostname,
+//! its private address on a networkd tap and the zmount as its first disk; the console answers on
+//! the network's gateway inside its namespace, and its public address is on the tap of the
+//! deployment's ip workload; a delete removes the VM and its taps. Then a VM that
+//! keeps dying is restarted by vmd's monitor three times and on the fourth death decommissioned
+//! through provisiond, which releases its capacity. Needs root and what the vmd tests need.
+
+#[path = "../../vmd/tests/support/mod.rs"]
+mod support;
+
+use serde_json::json;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
+use zos_interfaces::vm::VMClient;
+use zos_tests::binary;
+use zos_types::{Deployment, ResultState, SigningKey};
+use zos_zbus::Client;
+use zos_zbus::local_redis::LocalRedis;
+
+const GIB: u64 = 1 << 30;
+
+fn quiet(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Everything the test makes, removed on drop (daemons first, then VMs' leftovers, mounts, loops,
+/// namespaces, links).
+struct Node {
+    dir: tempfile::TempDir,
+    loops: Vec<String>,
+    namespaces: Vec<String>,
+    links: Vec<String>,
+    daemons: Vec<Child>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for mut child in self.daemons.drain(..).rev() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) && child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // vmd leaves its VMs running when it stops (as a node does across a vmd restart): end them.
+        let machines = self.dir.path().join("vmd-run");
+        for pid in zos_vmd::process::find(&machines.to_string_lossy()) {
+            zos_vmd::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let root = std::fs::canonicalize(self.dir.path()).unwrap_or_default();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| Path::new(t).starts_with(&root)).collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in mounts {
+            let _ = quiet("umount", &["-l", mount]);
+        }
+        for device in &self.loops {
+            let _ = quiet("losetup", &["-d", device]);
+        }
+        for ns in &self.namespaces {
+            let _ = quiet("ip", &["netns", "del", ns]);
+        }
+        for link in &self.links {
+            let _ = quiet("ip", &["link", "del", link]);
+        }
+    }
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[12; 32])
+}
+
+fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deployment {
+    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": twin, "contract_id": contract,
+        "signature_requirement": {"requests": [{"twin_id": twin, "required": true, "weight": 1}], "weight_required": 1},
+        "workloads": workloads}))
+    .expect("deployment");
+    dl.sign(twin, &key());
+    dl
+}
+
+fn spawn(dir: &Path, daemon: &str) -> Child {
+    Command::new(binary(daemon))
+        .args(["--config", dir.join(format!("{daemon}.toml")).to_str().expect("path")])
+        .stderr(
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{daemon}.log"))).expect("log"),
+        )
+        .spawn()
+        .unwrap_or_else(|err| panic!("{daemon}: {err}"))
+}
+
+async fn settled(provision: &ProvisionClient, twin: u32, contract: u64) -> Deployment {
+    let started = Instant::now();
+    loop {
+        let dl = provision.get(twin, contract).await.expect("get");
+        if dl.workloads.iter().all(|wl| wl.result.state != ResultState::Init) {
+            return dl;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the job never ran: {dl:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn wait_log(log: &Path, text: &str, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let seen = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+        if seen.contains(text) {
+            return seen;
+        }
+        assert!(started.elapsed() < limit, "{text:?} not in {} within {limit:?}:\n{seen}", log.display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends `command` to the console at `address` from inside namespace `ns` until `expect` comes back.
+fn console(ns: &str, address: &str, command: &str, expect: &str) -> String {
+    let (ns, address, command, expect) = (ns.to_string(), address.to_string(), command.to_string(), expect.to_string());
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut stream = std::net::TcpStream::connect(&address).expect("the console answers");
+        stream.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let (started, mut seen, mut buf) = (Instant::now(), String::new(), [0u8; 4096]);
+        while started.elapsed() < Duration::from_secs(30) && !seen.contains(&expect) {
+            stream.write_all(command.as_bytes()).expect("write");
+            if let Ok(n) = stream.read(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        seen
+    })
+    .join()
+    .expect("console thread")
+}
+
+fn tail(log: &Path) -> String {
+    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_zmachine_end_to_end() {
+    if let Some(why) = support::missing() {
+        eprintln!("SKIPPED a_zmachine_end_to_end: {why}");
+        return;
+    }
+    let pid = std::process::id() % 100_000;
+    let tag = format!("zm{pid}");
+    let mut node = Node {
+        dir: tempfile::tempdir().expect("tempdir"),
+        loops: Vec::new(),
+        namespaces: vec![format!("{tag}ndmz")],
+        links: vec![format!("{tag}pb")],
+        daemons: Vec::new(),
+    };
+    let path = |name: &str| node.dir.path().join(name);
+    for name in ["ssd.img", "hdd.img"] {
+        let file = path(name);
+        std::fs::File::create(&file).expect("image").set_len(32 * GIB).expect("size");
+        let out =
+            Command::new("losetup").args(["-f", "--show", file.to_str().expect("path")]).output().expect("losetup");
+        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        node.loops.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let (kernel, initrd) = support::build_guest(node.dir.path());
+    let redis = LocalRedis::start(node.dir.path()).unwrap_or_else(|err| panic!("{err}"));
+    let url = redis.url();
+    std::fs::write(
+        path("storaged.toml"),
+        format!(
+            "devices = [\"{ssd}\", \"{hdd}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{url}\"\n[overrides]\n\"{ssd}\" = \"ssd\"\n\"{hdd}\" = \"hdd\"\n",
+            path("mnt").display(),
+            path("cache").display(),
+            ssd = node.loops[0],
+            hdd = node.loops[1],
+        ),
+    )
+    .expect("storaged config");
+    std::fs::write(
+        path("networkd.toml"),
+        format!(
+            "state_dir = \"{}\"\nredis = \"{url}\"\nndmz_namespace = \"{tag}ndmz\"\npublic_bridge = \"{tag}pb\"\npublic_ips = [\"203.0.113.30/24\"]\npublic_gateway = \"203.0.113.1\"\n",
+            path("networkd").display(),
+        ),
+    )
+    .expect("networkd config");
+    std::fs::write(
+        path("vmd.toml"),
+        format!(
+            "redis = \"{url}\"\nrun_dir = \"{}\"\nstate_dir = \"{}\"\naccel = \"tcg\"\nmonitor_secs = 1\n",
+            path("vmd-run").display(),
+            path("vmd-state").display()
+        ),
+    )
+    .expect("vmd config");
+    std::fs::create_dir_all(path("twins")).expect("twins");
+    std::fs::write(path("twins").join("78"), hex::encode(key().verifying_key().to_bytes())).expect("twin key");
+    std::fs::write(
+        path("provisiond.toml"),
+        format!(
+            "redis = \"{url}\"\nstate_dir = \"{}\"\ntwins = \"{}\"\nboot_marker = \"{}\"\n[zmachine]\nkernel = \"{}\"\ninitrd = \"{}\"\n",
+            path("provisiond").display(),
+            path("twins").display(),
+            path("run/provisiond").display(),
+            kernel.display(),
+            initrd.display()
+        ),
+    )
+    .expect("provisiond config");
+    for daemon in ["storaged", "networkd", "vmd", "provisiond"] {
+        let child = spawn(node.dir.path(), daemon);
+        node.daemons.push(child);
+    }
+    let client = Client::with_deadline(&url, Duration::from_secs(90)).await.expect("client");
+    let provision = ProvisionClient::new(client.clone(), "provision");
+    let statistics = StatisticsClient::new(client.clone(), "provision");
+    let vmd = VMClient::new(client.clone(), zos_interfaces::vm::MODULE);
+    let started = Instant::now();
+    while statistics.get_counters().await.is_err() || vmd.list().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "provisiond or vmd did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let machines = path("vmd-run").join("machines");
+
+    // A network, a zmount and a zmachine on them.
+    let workloads = |net: &str, subnet: u8, port: u16, public: bool| {
+        let mut list = vec![
+            json!({"name": net, "type": "network", "data": {"ip_range": format!("10.{subnet}.0.0/16"), "subnet": format!("10.{subnet}.1.0/24"), "wireguard_private_key": "key", "wireguard_listen_port": port}}),
+            json!({"name": "disk", "type": "zmount", "data": {"size": GIB}}),
+            json!({"name": "vm", "type": "zmachine", "data": {
+                "flist": "https://hub.grid.tf/tf-official-apps/base:latest.flist",
+                "network": {"interfaces": [{"network": net, "ip": format!("10.{subnet}.1.5")}], "public_ip": if public { "pub" } else { "" }},
+                "compute_capacity": {"cpu": 1, "memory": 256 << 20},
+                "mounts": [{"name": "disk", "mountpoint": "/data"}],
+                "env": {"SSH_KEY": "ssh-ed25519 AAAA test@zos"}}}),
+        ];
+        if public {
+            list.insert(1, json!({"name": "pub", "type": "ip", "data": {"v4": true}}));
+        }
+        serde_json::Value::Array(list)
+    };
+    assert!(
+        provision
+            .create_or_update(78, deployment(78, 1, workloads("net", 96, 32101, true)), false)
+            .await
+            .expect("create")
+            .accepted
+    );
+    let dl = settled(&provision, 78, 1).await;
+    for wl in &dl.workloads {
+        assert_eq!(wl.result.state, ResultState::Ok, "{}: {}", wl.name, wl.result.error);
+    }
+    let vm = dl.workloads.iter().find(|w| w.name == "vm").expect("vm");
+    assert_eq!(vm.result.data["ip"], "10.96.1.5");
+    assert_eq!(vm.result.data["console_url"], "10.96.1.1:20005");
+    assert_eq!(vmd.list().await.expect("list"), ["78-1-vm"]);
+    let log = machines.join("78-1-vm/machine.log");
+    let seen = wait_log(&log, support::READY, support::BOOT_LIMIT);
+    assert!(seen.contains("GUEST-HOSTNAME=vm"), "{seen}");
+    assert!(seen.contains("GUEST-SEED=/dev/vdb"), "the zmount is the first disk, the seed the last: {seen}");
+    assert!(
+        seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("eth0") && l.contains("10.96.1.5/24")),
+        "{seen}"
+    );
+    assert!(
+        seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("eth1") && l.contains("203.0.113.30/24")),
+        "the public address on the ip workload's tap: {seen}"
+    );
+    let netns = format!("n-{}", zos_types::network_id(78, "net"));
+    let said = tokio::task::block_in_place(|| console(&netns, "10.96.1.1:20005", "echo E2E-$((6*7))\n", "E2E-42"));
+    assert!(said.contains("E2E-42"), "console: {said}");
+    let before = statistics.get_counters().await.expect("counters").users.workloads;
+    assert_eq!(before, 4);
+    let first_pid = vmd.inspect("78-1-vm".into()).await.expect("inspect").pid;
+    assert_ne!(first_pid, 0);
+
+    // Delete: the VM and its tap go.
+    provision.deprovision(78, 1, "test".into()).await.expect("delete");
+    let started = Instant::now();
+    while provision.get(78, 1).await.is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(60), "not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(vmd.list().await.expect("list").is_empty());
+    assert!(!zos_vmd::process::alive(first_pid, "qemu"));
+    assert!(!machines.join("78-1-vm").exists());
+    assert_eq!(statistics.get_counters().await.expect("counters").users.workloads, 0);
+
+    // A VM that keeps dying: restarted three times, decommissioned on the fourth death.
+    assert!(
+        provision
+            .create_or_update(78, deployment(78, 2, workloads("net2", 97, 32102, false)), false)
+            .await
+            .expect("create")
+            .accepted
+    );
+    let dl = settled(&provision, 78, 2).await;
+    assert!(dl.workloads.iter().all(|w| w.result.state == ResultState::Ok), "{dl:?}");
+    assert_eq!(statistics.get_counters().await.expect("counters").users.workloads, 3);
+    let mut last = 0;
+    for death in 1..=4 {
+        // Killed once vmd has it running again (a kill during QEMU's start-up is a failed restart,
+        // which decommissions at once, as in ZOS).
+        let started = Instant::now();
+        let pid = loop {
+            if let Ok(info) = vmd.inspect("78-2-vm".into()).await
+                && info.pid != 0
+                && info.pid != last
+                && info.state == "running"
+            {
+                break info.pid;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not restarted before death {death}; vmd says:\n{}",
+                tail(&path("vmd.log"))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        zos_vmd::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
+        last = pid;
+    }
+    let started = Instant::now();
+    while provision.get(78, 2).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not decommissioned; vmd says:\n{}",
+            tail(&path("vmd.log"))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(vmd.list().await.expect("list").is_empty());
+    assert_eq!(statistics.get_counters().await.expect("counters").users.workloads, 0, "its capacity is released");
+}
