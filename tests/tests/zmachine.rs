@@ -14,63 +14,28 @@ mod support;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
 use zos_interfaces::vm::VMClient;
-use zos_tests::binary;
+use zos_tests::node::{Node, spawn};
 use zos_types::{Deployment, ResultState, SigningKey};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
 
 const GIB: u64 = 1 << 30;
 
-fn quiet(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
+/// The shared node, and the VMs it ran: vmd leaves its VMs running when it stops (as a node does across
+/// a vmd restart), so once the daemons are down they are ended, before the node's mounts go.
+struct ZmachineNode(Node);
 
-/// Everything the test makes, removed on drop (daemons first, then VMs' leftovers, mounts, loops,
-/// namespaces, links).
-struct Node {
-    dir: tempfile::TempDir,
-    loops: Vec<String>,
-    namespaces: Vec<String>,
-    links: Vec<String>,
-    daemons: Vec<Child>,
-}
-
-impl Drop for Node {
+impl Drop for ZmachineNode {
     fn drop(&mut self) {
-        for mut child in self.daemons.drain(..).rev() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(5) && child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        for child in self.0.provisiond.take().into_iter().chain(self.0.daemons.drain(..).rev()) {
+            zos_tests::node::stop(child);
         }
-        // vmd leaves its VMs running when it stops (as a node does across a vmd restart): end them.
-        let machines = self.dir.path().join("vmd-run");
+        let machines = self.0.path("vmd-run");
         for pid in zos_vmd::process::find(&machines.to_string_lossy()) {
             zos_vmd::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        let root = std::fs::canonicalize(self.dir.path()).unwrap_or_default();
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> =
-            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| Path::new(t).starts_with(&root)).collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in mounts {
-            let _ = quiet("umount", &["-l", mount]);
-        }
-        for device in &self.loops {
-            let _ = quiet("losetup", &["-d", device]);
-        }
-        for ns in &self.namespaces {
-            let _ = quiet("ip", &["netns", "del", ns]);
-        }
-        for link in &self.links {
-            let _ = quiet("ip", &["link", "del", link]);
         }
     }
 }
@@ -86,16 +51,6 @@ fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deploym
     .expect("deployment");
     dl.sign(twin, &key());
     dl
-}
-
-fn spawn(dir: &Path, daemon: &str) -> Child {
-    Command::new(binary(daemon))
-        .args(["--config", dir.join(format!("{daemon}.toml")).to_str().expect("path")])
-        .stderr(
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{daemon}.log"))).expect("log"),
-        )
-        .spawn()
-        .unwrap_or_else(|err| panic!("{daemon}: {err}"))
 }
 
 async fn settled(provision: &ProvisionClient, twin: u32, contract: u64) -> Deployment {
@@ -157,71 +112,31 @@ async fn a_zmachine_end_to_end() {
     }
     let pid = std::process::id() % 100_000;
     let tag = format!("zm{pid}");
-    let mut node = Node {
-        dir: tempfile::tempdir().expect("tempdir"),
-        loops: Vec::new(),
-        namespaces: vec![format!("{tag}ndmz")],
-        links: vec![format!("{tag}pb")],
-        daemons: Vec::new(),
-    };
-    let path = |name: &str| node.dir.path().join(name);
-    for name in ["ssd.img", "hdd.img"] {
-        let file = path(name);
-        std::fs::File::create(&file).expect("image").set_len(32 * GIB).expect("size");
-        let out =
-            Command::new("losetup").args(["-f", "--show", file.to_str().expect("path")]).output().expect("losetup");
-        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
-        node.loops.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    }
+    let mut zm = ZmachineNode(Node::new(Vec::new(), Vec::new()).expect("node"));
+    let node = &mut zm.0;
     let (kernel, initrd) = support::build_guest(node.dir.path());
     let redis = LocalRedis::start(node.dir.path()).unwrap_or_else(|err| panic!("{err}"));
     let url = redis.url();
+    node.storaged_config(&url).expect("storaged config");
+    node.networkd_config(&url, &tag).expect("networkd config");
     std::fs::write(
-        path("storaged.toml"),
-        format!(
-            "devices = [\"{ssd}\", \"{hdd}\"]\nmount_root = \"{}\"\ncache_path = \"{}\"\nredis = \"{url}\"\n[overrides]\n\"{ssd}\" = \"ssd\"\n\"{hdd}\" = \"hdd\"\n",
-            path("mnt").display(),
-            path("cache").display(),
-            ssd = node.loops[0],
-            hdd = node.loops[1],
-        ),
-    )
-    .expect("storaged config");
-    std::fs::write(
-        path("networkd.toml"),
-        format!(
-            "state_dir = \"{}\"\nredis = \"{url}\"\nndmz_namespace = \"{tag}ndmz\"\npublic_bridge = \"{tag}pb\"\npublic_ips = [\"203.0.113.30/24\"]\npublic_gateway = \"203.0.113.1\"\n",
-            path("networkd").display(),
-        ),
-    )
-    .expect("networkd config");
-    std::fs::write(
-        path("vmd.toml"),
+        node.path("vmd.toml"),
         format!(
             "redis = \"{url}\"\nrun_dir = \"{}\"\nstate_dir = \"{}\"\naccel = \"tcg\"\nmonitor_secs = 1\n",
-            path("vmd-run").display(),
-            path("vmd-state").display()
+            node.path("vmd-run").display(),
+            node.path("vmd-state").display()
         ),
     )
     .expect("vmd config");
-    std::fs::create_dir_all(path("twins")).expect("twins");
-    std::fs::write(path("twins").join("78"), hex::encode(key().verifying_key().to_bytes())).expect("twin key");
-    std::fs::write(
-        path("provisiond.toml"),
-        format!(
-            "redis = \"{url}\"\nstate_dir = \"{}\"\ntwins = \"{}\"\nboot_marker = \"{}\"\n[zmachine]\nkernel = \"{}\"\ninitrd = \"{}\"\n",
-            path("provisiond").display(),
-            path("twins").display(),
-            path("run/provisiond").display(),
-            kernel.display(),
-            initrd.display()
-        ),
-    )
-    .expect("provisiond config");
+    node.provisiond_config(&url, &[(78, key().verifying_key().to_bytes())]).expect("provisiond config");
+    let zmachine = format!("[zmachine]\nkernel = \"{}\"\ninitrd = \"{}\"\n", kernel.display(), initrd.display());
+    let mut config = std::fs::OpenOptions::new().append(true).open(node.path("provisiond.toml")).expect("config");
+    config.write_all(zmachine.as_bytes()).expect("zmachine section");
     for daemon in ["storaged", "networkd", "vmd", "provisiond"] {
-        let child = spawn(node.dir.path(), daemon);
+        let child = spawn(node.dir.path(), daemon).expect("daemon");
         node.daemons.push(child);
     }
+    let path = |name: &str| zm.0.path(name);
     let client = Client::with_deadline(&url, Duration::from_secs(90)).await.expect("client");
     let provision = ProvisionClient::new(client.clone(), "provision");
     let statistics = StatisticsClient::new(client.clone(), "provision");
@@ -274,7 +189,7 @@ async fn a_zmachine_end_to_end() {
         "{seen}"
     );
     assert!(
-        seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("eth1") && l.contains("203.0.113.30/24")),
+        seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("eth1") && l.contains("203.0.113.20/24")),
         "the public address on the ip workload's tap: {seen}"
     );
     let netns = format!("n-{}", zos_types::network_id(78, "net"));
