@@ -346,12 +346,29 @@ async fn check(
             }
         }
     }
+    // What a module failed to remove is retried with a back-off: the node converges, so its state is
+    // checked again until it holds or the settle time is over.
+    let converged = started + SETTLE;
+    loop {
+        let state = node_state(bus, &live, made, at).await;
+        if state.is_empty() || Instant::now() > converged {
+            found.extend(state);
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The counters against what the live workloads hold, the reconciler's drift, and the host's
+/// namespaces and taps against the live networks and addresses: what is wrong, in words.
+async fn node_state(bus: &Bus, live: &[Deployment], made: &mut Made, at: &str) -> Vec<String> {
+    let mut found = Vec::new();
     // The counters: what the live workloads hold, plus what the system keeps, byte for byte.
     let mut held = Capacity::default();
     let mut workloads = 0u64;
     let mut namespaces = BTreeSet::new();
     let mut taps = BTreeSet::new();
-    for dl in &live {
+    for dl in live {
         for wl in dl.workloads.iter().filter(|wl| wl.result.state.is_okay()) {
             held = held.saturating_add(&wl.capacity());
             workloads += 1;
