@@ -1,10 +1,11 @@
 //! The managers that run workloads through the modules' zbus clients: storaged for zmount, volume and
-//! zdb, networkd for network and ip, vmd for zmachine (with networkd's taps and storaged's vdisks,
-//! [`crate::zmachine`]). qsfs fails with "module unavailable" (and so releases its reservation).
+//! zdb, networkd for network and ip, vmd for zmachine (with flistd's root, networkd's taps and
+//! storaged's vdisks, [`crate::zmachine`]). qsfs fails with "module unavailable" (and so releases its reservation).
 //! Gateways and zlogs hold no capacity and are recorded as they are.
 
 use crate::engine::Managers;
 use serde_json::{Value, json};
+use zos_interfaces::flist::FlistClient;
 use zos_interfaces::network::{NetworkClient, NetworkSpec};
 use zos_interfaces::storage::StorageClient;
 use zos_interfaces::vm::VMClient;
@@ -16,6 +17,7 @@ pub struct ModuleManagers {
     pub(crate) storage: StorageClient,
     pub(crate) network: NetworkClient,
     pub(crate) vm: VMClient,
+    pub(crate) flist: FlistClient,
     pub(crate) zmachine_boot: Option<crate::zmachine::ZMachineBoot>,
 }
 
@@ -29,12 +31,13 @@ impl ModuleManagers {
         ModuleManagers {
             storage: StorageClient::new(client.clone(), "storage"),
             network: NetworkClient::new(client.clone(), "network"),
-            vm: VMClient::new(client, zos_interfaces::vm::MODULE),
+            vm: VMClient::new(client.clone(), zos_interfaces::vm::MODULE),
+            flist: FlistClient::new(client, "flist"),
             zmachine_boot: None,
         }
     }
 
-    /// Zmachines boot `boot` (while flistd cannot mount their flist).
+    /// The kernel and initrd zmachines boot in container mode, their flist as the root filesystem.
     pub fn with_zmachine_boot(mut self, boot: Option<crate::zmachine::ZMachineBoot>) -> ModuleManagers {
         self.zmachine_boot = boot;
         self
@@ -55,6 +58,8 @@ fn resource_of(
     match &workload.data {
         WorkloadData::Volume(_) => Some((VOLUMES, id.to_string())),
         WorkloadData::ZMount(_) => Some((DISKS, id.to_string())),
+        // The writable layer of its flist root.
+        WorkloadData::ZMachine(_) => Some((VOLUMES, id.to_string())),
         WorkloadData::Network(_) => {
             id.parts().map(|(twin, _, _)| (NETWORKS, zos_types::network_id(twin, &workload.name)))
         }

@@ -1,28 +1,29 @@
-//! The zmachine manager: a zmachine workload as a VM of vmd (`manager@0.0.1`). Its private
-//! interface is a tap from networkd on the network's bridge, its public address the tap of the
-//! deployment's `ip` workload, its zmounts storaged's vdisks attached as disks (volumes are shared
-//! directories), its GPUs the ones the ledger granted; then vmd runs it. Idempotent: a VM that vmd
-//! has already is answered as it is. Everything made here is undone when a later step fails.
-//!
-//! The flist root needs flistd, which this node does not run yet: until it does, a zmachine boots
-//! the kernel and initrd of provisiond's configuration (`[zmachine]`), and without them it fails
-//! saying so.
+//! The zmachine manager: a zmachine workload as a VM of vmd (`manager@0.0.1`). Its root filesystem
+//! is its flist mounted by flistd (`flist@0.0.1`) read-write, the writable layer in a storaged volume
+//! of its root size on the pool the ledger chose, named after the workload, and shared into the VM
+//! over virtiofs (ZOS's container mode: the kernel and initrd of provisiond's `[zmachine]` section
+//! boot with `root=vroot rootfstype=virtiofs`). Its private interface is a tap from networkd on the
+//! network's bridge, its public address the tap of the deployment's `ip` workload, its zmounts
+//! storaged's vdisks attached as disks (volumes are shared directories), its GPUs the ones the ledger
+//! granted; then vmd runs it. Idempotent: a VM that vmd has already is answered as it is. Everything
+//! made here is undone, newest first, when a later step fails.
 
 use crate::modules::ModuleManagers;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use zos_interfaces::vm::{SharedDir, VM, VMDisk, VMIface, VMNetworkInfo};
+use zos_interfaces::flist::MountOptions;
+use zos_interfaces::vm::{BOOT_VIRTIOFS, Boot, SharedDir, VM, VMDisk, VMIface, VMNetworkInfo};
 use zos_types::workload::ZMachine;
 use zos_types::{ReservationRecord, Workload, WorkloadId};
 
-/// What a zmachine boots while flistd is not there.
+/// The kernel a zmachine boots in container mode (ZOS's `cloud-container` kernel).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZMachineBoot {
     /// The kernel.
     pub kernel: String,
-    /// The initrd (the root filesystem then).
+    /// Its initrd.
     #[serde(default)]
     pub initrd: String,
 }
@@ -55,6 +56,18 @@ fn private_tap(id: &WorkloadId, network: &str) -> String {
 enum Undo {
     Tap(String),
     Vm(String),
+    Volume(String),
+    Root(String),
+}
+
+/// flistd's error, said plainly when flistd does not answer at all.
+fn flist_error(err: zos_zbus::ZbusError) -> String {
+    match err {
+        zos_zbus::ZbusError::Deadline { .. } => {
+            format!("module unavailable: flistd is not running on this node ({err})")
+        }
+        other => format!("flist root: {other}"),
+    }
 }
 
 impl ModuleManagers {
@@ -72,10 +85,10 @@ impl ModuleManagers {
             _ => return Err("a zmachine needs a private IPv4 address".into()),
         };
         let result = |console: String| json!({"id": name, "ip": ip.to_string(), "planetary_ip": "", "mycelium_ip": "", "console_url": console});
-        // Without flistd (and no kernel configured to stand in), nothing can boot: said before vmd is asked.
+        // Without a container kernel configured, nothing can boot: said before anything is made.
         let boot = self.zmachine_boot.as_ref().ok_or_else(|| {
             format!(
-                "module unavailable: the flist root needs flistd, which is not running on this node (cannot mount '{}')",
+                "module unavailable: no container kernel is configured on this node ([zmachine] kernel) to boot '{}'",
                 machine.flist
             )
         })?;
@@ -95,6 +108,8 @@ impl ModuleManagers {
                     let undone = match &step {
                         Undo::Tap(tap) => self.network.remove_tap(tap.clone()).await,
                         Undo::Vm(vm) => self.vm.delete(vm.clone()).await,
+                        Undo::Volume(volume) => self.storage.volume_delete(volume.clone()).await,
+                        Undo::Root(mount) => self.flist.unmount(mount.clone()).await,
                     };
                     if let Err(undo_err) = undone {
                         tracing::warn!(workload = %name, "undo after a failed zmachine: {undo_err}");
@@ -119,6 +134,7 @@ impl ModuleManagers {
         let name = id.to_string();
         let (twin, contract, _) = id.parts().ok_or("invalid workload id")?;
         let iface = machine.network.interfaces.first().ok_or("a zmachine needs one private network")?;
+        let root = self.mount_root(id, machine, reservation, undo).await?;
         // Private interface: a tap on the network's bridge; ZOS's subnets are /24 with the gateway on .1.
         let netid = zos_types::network_id(twin, &iface.network);
         let tap_name = private_tap(id, &iface.network);
@@ -187,6 +203,7 @@ impl ModuleManagers {
             network: VMNetworkInfo { ifaces, nameservers: Vec::new() },
             kernel_image: boot.kernel.clone(),
             initrd_image: boot.initrd.clone(),
+            boot: Boot { kind: BOOT_VIRTIOFS, path: root },
             entrypoint: machine.entrypoint.clone(),
             disks,
             shared,
@@ -199,16 +216,44 @@ impl ModuleManagers {
         Ok(info.console_url)
     }
 
+    /// The zmachine's root filesystem: the writable layer's volume made on the pool the ledger chose
+    /// (storaged places nothing itself: one placement), then the flist mounted read-write by flistd
+    /// over it (a persisted volume: flistd leaves deleting it to us). Its path.
+    async fn mount_root(
+        &self,
+        id: &WorkloadId,
+        machine: &ZMachine,
+        reservation: Option<&ReservationRecord>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<String, String> {
+        let name = id.to_string();
+        let size = machine.root_size().bytes();
+        let volume = match reservation.and_then(|r| r.disk.as_ref()) {
+            Some((pool, _)) => self.storage.volume_create_on(name.clone(), size, pool.clone()).await,
+            None => self.storage.volume_create(name.clone(), size).await,
+        }
+        .map_err(|err| format!("root filesystem: {err}"))?;
+        undo.push(Undo::Volume(name.clone()));
+        let options =
+            MountOptions { read_only: false, limit: size, persisted_volume: volume.path, ..MountOptions::default() };
+        let root = self.flist.mount(name.clone(), machine.flist.clone(), options).await.map_err(flist_error)?;
+        undo.push(Undo::Root(name));
+        Ok(root)
+    }
+
     pub(crate) async fn deprovision_zmachine(&self, id: &WorkloadId, machine: &ZMachine) -> Result<(), String> {
         if self.zmachine_boot.is_none() {
             // Nothing could have been made (see `provision_zmachine`).
             return Ok(());
         }
-        self.vm.delete(id.to_string()).await.map_err(vm_error)?;
+        let name = id.to_string();
+        self.vm.delete(name.clone()).await.map_err(vm_error)?;
         for iface in &machine.network.interfaces {
             self.network.remove_tap(private_tap(id, &iface.network)).await.map_err(text)?;
         }
-        Ok(())
+        // Idempotent both: nothing mounted, or no volume, is no error.
+        self.flist.unmount(name.clone()).await.map_err(flist_error)?;
+        self.storage.volume_delete(name).await.map_err(text)
     }
 }
 

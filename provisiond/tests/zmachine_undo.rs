@@ -1,10 +1,14 @@
-//! The zmachine manager against fake modules on a private Redis: a VM that vmd refuses leaves no tap
-//! behind (everything made is undone), and a VM that vmd already has is answered without making
+//! The zmachine manager against fake modules on a private Redis: a VM that vmd refuses leaves no tap,
+//! no flist mount and no root volume behind (everything made is undone, newest first), and a VM that vmd already has is answered without making
 //! anything again (idempotent). The real path, with every daemon, is `tests/tests/zmachine.rs`.
 
 use serde_json::json;
 use std::sync::{Arc, Mutex};
+use zos_interfaces::flist::{FlistModule, FlistServer, MountOptions};
 use zos_interfaces::network::{NetworkModule, NetworkResource, NetworkServer, NetworkSpec, PublicIpStatus, PublicTap};
+use zos_interfaces::storage::{
+    BrokenDevice, BrokenPool, Device, PoolMetrics, StorageModule, StorageServer, Usage, VDisk, Volume,
+};
 use zos_interfaces::vm::{MachineInfo, MachineMetrics, VM, VMInfo, VMModule, VMServer};
 use zos_provisiond::Managers;
 use zos_provisiond::modules::ModuleManagers;
@@ -81,7 +85,10 @@ struct FakeVmd {
 impl VMModule for FakeVmd {
     async fn run(&self, vm: VM) -> Result<MachineInfo, RemoteError> {
         let iface = &vm.network.ifaces[0];
-        self.calls.push(format!("run {} {} {} {}", vm.name, iface.tap, iface.ips[0], iface.ip4_default_gateway));
+        self.calls.push(format!(
+            "run {} {} {} {} root {}",
+            vm.name, iface.tap, iface.ips[0], iface.ip4_default_gateway, vm.boot.path
+        ));
         Err(RemoteError::new("internal", "qemu-system-x86_64 failed (exit status: 1)"))
     }
     async fn inspect(&self, name: String) -> Result<VMInfo, RemoteError> {
@@ -109,6 +116,117 @@ impl VMModule for FakeVmd {
     }
 }
 
+struct FakeStorage(Arc<Calls>);
+
+impl StorageModule for FakeStorage {
+    async fn cache(&self) -> Result<Volume, RemoteError> {
+        nope()
+    }
+    async fn total(&self, _kind: String) -> Result<u64, RemoteError> {
+        nope()
+    }
+    async fn broken_pools(&self) -> Result<Vec<BrokenPool>, RemoteError> {
+        nope()
+    }
+    async fn broken_devices(&self) -> Result<Vec<BrokenDevice>, RemoteError> {
+        nope()
+    }
+    async fn volume_create(&self, name: String, size: u64) -> Result<Volume, RemoteError> {
+        self.0.push(format!("volume_create {name} {size}"));
+        Ok(Volume { name: name.clone(), path: format!("/mnt/ssd0/{name}"), usage: Usage { size, used: 0 } })
+    }
+    async fn volume_create_on(&self, name: String, size: u64, pool: String) -> Result<Volume, RemoteError> {
+        self.0.push(format!("volume_create_on {name} {size} {pool}"));
+        Ok(Volume { name: name.clone(), path: format!("/mnt/{pool}/{name}"), usage: Usage { size, used: 0 } })
+    }
+    async fn volume_update(&self, _name: String, _size: u64) -> Result<(), RemoteError> {
+        nope()
+    }
+    async fn volume_lookup(&self, _name: String) -> Result<Volume, RemoteError> {
+        nope()
+    }
+    async fn volume_exists(&self, _name: String) -> Result<bool, RemoteError> {
+        nope()
+    }
+    async fn volume_delete(&self, name: String) -> Result<(), RemoteError> {
+        self.0.push(format!("volume_delete {name}"));
+        Ok(())
+    }
+    async fn volume_list(&self) -> Result<Vec<Volume>, RemoteError> {
+        nope()
+    }
+    async fn disk_create(&self, _name: String, _size: u64) -> Result<VDisk, RemoteError> {
+        nope()
+    }
+    async fn disk_create_on(&self, _name: String, _size: u64, _pool: String) -> Result<VDisk, RemoteError> {
+        nope()
+    }
+    async fn disk_resize(&self, _name: String, _size: u64) -> Result<VDisk, RemoteError> {
+        nope()
+    }
+    async fn disk_write(&self, _name: String, _image: String) -> Result<(), RemoteError> {
+        nope()
+    }
+    async fn disk_format(&self, _name: String) -> Result<(), RemoteError> {
+        nope()
+    }
+    async fn disk_lookup(&self, _name: String) -> Result<VDisk, RemoteError> {
+        nope()
+    }
+    async fn disk_exists(&self, _name: String) -> Result<bool, RemoteError> {
+        nope()
+    }
+    async fn disk_delete(&self, _name: String) -> Result<(), RemoteError> {
+        nope()
+    }
+    async fn disk_list(&self) -> Result<Vec<VDisk>, RemoteError> {
+        nope()
+    }
+    async fn devices(&self) -> Result<Vec<Device>, RemoteError> {
+        nope()
+    }
+    async fn device_allocate(&self, _min: u64) -> Result<Device, RemoteError> {
+        nope()
+    }
+    async fn device_allocate_on(&self, _pool: String, _min: u64) -> Result<Device, RemoteError> {
+        nope()
+    }
+    async fn device_lookup(&self, _name: String) -> Result<Device, RemoteError> {
+        nope()
+    }
+    async fn device_release(&self, _name: String) -> Result<(), RemoteError> {
+        nope()
+    }
+    async fn metrics(&self) -> Result<Vec<PoolMetrics>, RemoteError> {
+        nope()
+    }
+}
+
+struct FakeFlistd(Arc<Calls>);
+
+impl FlistModule for FakeFlistd {
+    async fn mount(&self, name: String, url: String, opt: MountOptions) -> Result<String, RemoteError> {
+        self.0.push(format!("mount {name} {url} {} {}", opt.limit, opt.persisted_volume));
+        Ok(format!("/flistd/mountpoint/{name}"))
+    }
+    async fn update_mount_size(&self, _name: String, _limit: u64) -> Result<String, RemoteError> {
+        nope()
+    }
+    async fn unmount(&self, name: String) -> Result<(), RemoteError> {
+        self.0.push(format!("unmount {name}"));
+        Ok(())
+    }
+    async fn hash_from_root_path(&self, _name: String) -> Result<String, RemoteError> {
+        nope()
+    }
+    async fn flist_hash(&self, _url: String) -> Result<String, RemoteError> {
+        nope()
+    }
+    async fn exists(&self, _name: String) -> Result<bool, RemoteError> {
+        nope()
+    }
+}
+
 fn workload() -> Workload {
     serde_json::from_value(json!({"version": 0, "name": "vm", "type": "zmachine", "data": {
         "flist": "https://hub.grid.tf/x.flist",
@@ -124,8 +242,13 @@ async fn managers_with(has: bool, url: &str) -> (ModuleManagers, Arc<Calls>) {
     network.register(NetworkServer(Arc::new(FakeNetwork(calls.clone()))));
     let mut vmd = zos_zbus::Server::new(zos_interfaces::vm::MODULE, url.to_string(), 1);
     vmd.register(VMServer(Arc::new(FakeVmd { calls: calls.clone(), has })));
-    tokio::spawn(async move { network.run(std::future::pending::<()>()).await });
-    tokio::spawn(async move { vmd.run(std::future::pending::<()>()).await });
+    let mut storage = zos_zbus::Server::new("storage", url.to_string(), 1);
+    storage.register(StorageServer(Arc::new(FakeStorage(calls.clone()))));
+    let mut flistd = zos_zbus::Server::new("flist", url.to_string(), 1);
+    flistd.register(FlistServer(Arc::new(FakeFlistd(calls.clone()))));
+    for server in [network, vmd, storage, flistd] {
+        tokio::spawn(async move { server.run(std::future::pending::<()>()).await });
+    }
     let client = zos_zbus::Client::connect(url).await.expect("client");
     let boot = ZMachineBoot { kernel: "/boot/k".into(), initrd: "/boot/i".into() };
     (ModuleManagers::new(client).with_zmachine_boot(Some(boot)), calls)
@@ -149,10 +272,14 @@ async fn a_refused_vm_leaves_no_tap_and_a_known_one_is_left_as_it_is() {
     assert_eq!(
         calls.all(),
         [
+            "volume_create 7-9-vm 524288000".to_string(),
+            "mount 7-9-vm https://hub.grid.tf/x.flist 524288000 /mnt/ssd0/7-9-vm".to_string(),
             format!("setup_priv_tap {netid} {tap} 10.1.1.5"),
-            format!("run 7-9-vm t-{tap} 10.1.1.5/24 10.1.1.1"),
+            format!("run 7-9-vm t-{tap} 10.1.1.5/24 10.1.1.1 root /flistd/mountpoint/7-9-vm"),
             "delete 7-9-vm".to_string(),
             format!("remove_tap {tap}"),
+            "unmount 7-9-vm".to_string(),
+            "volume_delete 7-9-vm".to_string(),
         ],
         "made, refused, undone in reverse"
     );

@@ -1,6 +1,7 @@
 //! A zmachine end to end, with real processes: a private Redis, storaged on loop devices, networkd
-//! with its namespaces, vmd (QEMU under TCG) and provisiond, which boots zmachines on a configured
-//! kernel and initrd while flistd is not there (the vmd tests' busybox guest). A deployment with a
+//! with its namespaces, flistd with a hub on 127.0.0.1 serving an flist the test packed, vmd (QEMU
+//! under TCG) and provisiond, which boots zmachines in container mode on a configured kernel and initrd
+//! (the vmd tests' busybox guest) with their flist as the root over virtiofs. A deployment with a
 //! network, a zmount and a zmachine is admitted and provisioned: the guest boots with its hostname,
 //! its private address on a networkd tap and the zmount as its first disk; the console answers on
 //! the network's gateway inside its namespace, and its public address is on the tap of the
@@ -8,6 +9,8 @@
 //! keeps dying is restarted by vmd's monitor three times and on the fourth death decommissioned
 //! through provisiond, which releases its capacity. Needs root and what the vmd tests need.
 
+#[path = "support/mod.rs"]
+mod node_support;
 #[path = "../../vmd/tests/support/mod.rs"]
 mod support;
 
@@ -128,11 +131,25 @@ async fn a_zmachine_end_to_end() {
         ),
     )
     .expect("vmd config");
+    // The zmachine's flist, packed by the test and served by a hub on 127.0.0.1 (its .fl and blocks).
+    let hub = node_support::hub::Hub::start(&node.path("hub"));
+    let tree = node.path("root-tree");
+    std::fs::create_dir_all(tree.join("etc")).expect("tree");
+    std::fs::write(tree.join("etc/zos-root"), b"flist-root-from-the-hub\n").expect("marker");
+    let image = node.path("root.fl");
+    zos_flistd::pack::pack(&tree, &hub.store(), &image).expect("pack");
+    hub.put("/user/root.fl", &std::fs::read(&image).expect("image"));
+    let flist_url = format!("{}/user/root.fl", hub.url());
+    std::fs::write(
+        node.path("flistd.toml"),
+        format!("redis = \"{url}\"\nroot = \"{}\"\n", node.path("flistd").display()),
+    )
+    .expect("flistd config");
     node.provisiond_config(&url, &[(78, key().verifying_key().to_bytes())]).expect("provisiond config");
     let zmachine = format!("[zmachine]\nkernel = \"{}\"\ninitrd = \"{}\"\n", kernel.display(), initrd.display());
     let mut config = std::fs::OpenOptions::new().append(true).open(node.path("provisiond.toml")).expect("config");
     config.write_all(zmachine.as_bytes()).expect("zmachine section");
-    for daemon in ["storaged", "networkd", "vmd", "provisiond"] {
+    for daemon in ["storaged", "networkd", "flistd", "vmd", "provisiond"] {
         let child = spawn(node.dir.path(), daemon).expect("daemon");
         node.daemons.push(child);
     }
@@ -154,7 +171,7 @@ async fn a_zmachine_end_to_end() {
             json!({"name": net, "type": "network", "data": {"ip_range": format!("10.{subnet}.0.0/16"), "subnet": format!("10.{subnet}.1.0/24"), "wireguard_private_key": "key", "wireguard_listen_port": port}}),
             json!({"name": "disk", "type": "zmount", "data": {"size": GIB}}),
             json!({"name": "vm", "type": "zmachine", "data": {
-                "flist": "https://hub.grid.tf/tf-official-apps/base:latest.flist",
+                "flist": flist_url,
                 "network": {"interfaces": [{"network": net, "ip": format!("10.{subnet}.1.5")}], "public_ip": if public { "pub" } else { "" }},
                 "compute_capacity": {"cpu": 1, "memory": 256 << 20},
                 "mounts": [{"name": "disk", "mountpoint": "/data"}],
@@ -183,6 +200,9 @@ async fn a_zmachine_end_to_end() {
     let log = machines.join("78-1-vm/machine.log");
     let seen = wait_log(&log, support::READY, support::BOOT_LIMIT);
     assert!(seen.contains("GUEST-HOSTNAME=vm"), "{seen}");
+    assert!(seen.contains("GUEST-VROOT=flist-root-from-the-hub"), "the flist is the root, over virtiofs: {seen}");
+    let flist = zos_interfaces::flist::FlistClient::new(client.clone(), "flist");
+    assert!(flist.exists("78-1-vm".into()).await.expect("exists"), "flistd mounts the root");
     assert!(seen.contains("GUEST-SEED=/dev/vdb"), "the zmount is the first disk, the seed the last: {seen}");
     assert!(
         seen.lines().any(|l| l.contains("GUEST-ADDR") && l.contains("eth0") && l.contains("10.96.1.5/24")),
@@ -210,6 +230,9 @@ async fn a_zmachine_end_to_end() {
     assert!(vmd.list().await.expect("list").is_empty());
     assert!(!zos_vmd::process::alive(first_pid, "qemu"));
     assert!(!machines.join("78-1-vm").exists());
+    assert!(!flist.exists("78-1-vm".into()).await.expect("exists"), "the root is unmounted");
+    let storage = zos_interfaces::storage::StorageClient::new(client.clone(), "storage");
+    assert!(!storage.volume_exists("78-1-vm".into()).await.expect("volume"), "the root's volume is deleted");
     assert_eq!(statistics.get_counters().await.expect("counters").users.workloads, 0);
 
     // A VM that keeps dying: restarted three times, decommissioned on the fourth death.
