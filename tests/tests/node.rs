@@ -159,8 +159,8 @@ async fn a_node_end_to_end() {
         .expect("zosctl watch");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // A zmachine: without flistd (and no [zmachine] kernel configured) it fails clearly and gives its
-    // capacity back (tests/zmachine.rs runs one with vmd).
+    // A zmachine: with no container kernel configured ([zmachine]) it fails clearly and gives its
+    // capacity back (tests/zmachine.rs runs one with flistd and vmd).
     let vm = deployment(
         77,
         2,
@@ -171,7 +171,7 @@ async fn a_node_end_to_end() {
     let vm = settled(&provision, 77, 2).await;
     assert_eq!(vm.workloads[0].result.state, ResultState::Error);
     assert!(vm.workloads[0].result.error.contains("module unavailable"));
-    assert!(vm.workloads[0].result.error.contains("needs flistd"), "{}", vm.workloads[0].result.error);
+    assert!(vm.workloads[0].result.error.contains("no container kernel"), "{}", vm.workloads[0].result.error);
     assert_eq!(statistics.get_counters().await.expect("counters").users.workloads, 5, "the failed VM holds nothing");
     let watched = tokio::task::block_in_place(|| watcher.wait_with_output()).expect("watch output");
     let change: serde_json::Value = serde_json::from_slice(&watched.stdout).expect("a JSON state change");

@@ -55,8 +55,8 @@ struct Config {
     /// The first-boot marker, on a tmpfs.
     #[serde(default = "default_marker")]
     boot_marker: PathBuf,
-    /// The kernel and initrd zmachines boot while flistd cannot mount their flist; without it a
-    /// zmachine fails saying that its flist root needs flistd.
+    /// The container kernel and initrd zmachines boot (ZOS's cloud-container), their flist the root;
+    /// without it a zmachine fails with "module unavailable".
     #[serde(default)]
     zmachine: Option<zos_provisiond::zmachine::ZMachineBoot>,
 }
