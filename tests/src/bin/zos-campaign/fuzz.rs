@@ -1,6 +1,7 @@
 //! Bad input: a bounded mutation fuzz of what the node reads from outside: deployment JSON (decoded,
-//! validated, admitted), scenario files (decoded, checked), zbus frames (requests and responses), and
-//! flist metadata and blocks (opened, walked, unpacked, decrypted). Each input starts from a seed of
+//! validated, admitted), scenario files (decoded, checked), zbus frames (requests and responses),
+//! flist metadata and blocks (opened, walked, unpacked, decrypted), and the cloud-init seed vmd builds
+//! from a tenant's VM (hostname, SSH keys, entrypoint, environment, mounts, addresses: its FAT image). Each input starts from a seed of
 //! the corpus in `tests/corpus/<target>/` and gets one to four mutations (bit flips, cut and repeated
 //! ranges, inserted tokens such as huge numbers, deep nesting and NULs). A panic, or an input that
 //! takes more than a second, is a finding.
@@ -113,7 +114,8 @@ pub fn run(
     target
 }
 
-/// Every target, `inputs` inputs each (flist metadata a tenth of that: each is an SQLite file).
+/// Every target, `inputs` inputs each (flist metadata and cloud-init seeds a tenth of that: each is a
+/// file system image).
 pub fn all(corpus_root: &Path, inputs: u64, seed: u64) -> anyhow::Result<Vec<Target>> {
     // Findings are counted, not printed: silence the default panic message while fuzzing.
     let hook = std::panic::take_hook();
@@ -141,6 +143,13 @@ pub fn all(corpus_root: &Path, inputs: u64, seed: u64) -> anyhow::Result<Vec<Tar
     let scratch = tempfile::tempdir()?;
     let flists = corpus(&corpus_root.join("flist"))?;
     targets.push(run("flist metadata", &flists, (inputs / 10).max(1), &mut rng, |input| flist(scratch.path(), input)));
+    targets.push(run(
+        "cloud-init seed",
+        &corpus(&corpus_root.join("seed"))?,
+        (inputs / 10).max(1),
+        &mut rng,
+        cloud_init,
+    ));
     let (block, sealed) = zos_flistd::block::seal(b"campaign block: a few bytes of plain text")?;
     targets
         .push(run("flist block", &[sealed], inputs, &mut rng, |input| zos_flistd::block::open(&block, input).is_ok()));
@@ -180,4 +189,38 @@ fn flist(scratch: &Path, input: &[u8]) -> bool {
         let _ = zos_flistd::unpack::unpack(&reader, &router, &dest, zos_flistd::unpack::Options { devices: false });
     }
     true
+}
+
+/// A tenant's VM as the seed takes it, one field per line of the input (hostname, the `SSH_KEY` value,
+/// the entrypoint, `K=V` pairs split on `;`, mounts as `source:target` split on `;`, addresses split
+/// on `;`), then the `cidata` FAT image built from it.
+fn cloud_init(input: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(input);
+    let mut lines = text.split('\n');
+    let mut field = || lines.next().unwrap_or_default().to_string();
+    let (hostname, keys, entrypoint, environment, mounts, addresses) =
+        (field(), field(), field(), field(), field(), field());
+    let pairs = |text: &str, on: char| -> Vec<(String, String)> {
+        text.split(';')
+            .filter(|it| !it.is_empty())
+            .map(|it| it.split_once(on).map_or((it.to_string(), String::new()), |(a, b)| (a.into(), b.into())))
+            .collect()
+    };
+    let seed = zos_vmd::seed::Seed {
+        instance_id: hostname.clone(),
+        hostname,
+        interfaces: vec![zos_vmd::seed::SeedInterface {
+            name: "eth0".into(),
+            mac: "52:54:00:12:34:56".into(),
+            addresses: addresses.split(';').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+            gateway4: "10.1.1.1".into(),
+            ..Default::default()
+        }],
+        ssh_keys: zos_vmd::seed::ssh_keys(&keys),
+        mounts: pairs(&mounts, ':'),
+        entrypoint,
+        environment: pairs(&environment, '='),
+        ..Default::default()
+    };
+    seed.image().is_ok()
 }

@@ -199,8 +199,9 @@ pub fn markdown(run: &Run, date: &str) -> String {
     let _ = writeln!(out, "\n## Not covered by this command yet\n");
     let _ = writeln!(
         out,
-        "- vmd: no such daemon yet, so no VM runs and none is killed (a zmachine fails with \"module \
-         unavailable\"); the node's load has no zmachine.\n\
+        "- vmd: the node's load has no zmachine, so no VM runs and vmd is not killed here (vmd's own tests kill \
+         QEMU under its monitor, `vmd/tests/guest.rs`, and `tests/tests/zmachine.rs` runs a zmachine through the \
+         whole node); its cloud-init seed is fuzzed above.\n\
          - The node's faults run one at a time after the SIGKILL load, not interleaved with it; the cache disk \
          fills under the engine in process, not under the provisiond binary."
     );
