@@ -81,10 +81,12 @@ pub fn markdown(run: &Run, date: &str) -> String {
     let _ = writeln!(out, "# Reliability campaign\n");
     let _ = writeln!(
         out,
-        "Written by `cargo run --release -p zos-tests --bin zos-campaign -- {}--out docs/RELIABILITY.md` \
-         (seed {}), {date}, on {}. Do not edit by hand: run it again.\n",
+        "Written by `cargo run{} -p zos-tests --bin zos-campaign -- {}--seed {} --out docs/RELIABILITY.md` \
+         ({} build), {date}, on {}. Do not edit by hand: run it again.\n",
+        if cfg!(debug_assertions) { "" } else { " --release" },
         if run.mode == "quick" { "--quick " } else { "" },
         run.seed,
+        if cfg!(debug_assertions) { "debug" } else { "release" },
         machine()
     );
     let _ = writeln!(out, "**Invariant violations and findings: {}.**\n", failures.len());
