@@ -182,3 +182,37 @@ pub fn spawn(dir: &Path, daemon: &str) -> anyhow::Result<Child> {
         .spawn()
         .with_context(|| format!("starting {daemon}"))
 }
+
+/// A deployment of `twin` with `workloads` (ZOS's JSON shape), signed with `key`.
+pub fn signed_deployment(
+    twin: u32,
+    contract: u64,
+    workloads: serde_json::Value,
+    key: &zos_types::SigningKey,
+) -> anyhow::Result<zos_types::Deployment> {
+    let mut dl: zos_types::Deployment = serde_json::from_value(serde_json::json!({"twin_id": twin,
+        "contract_id": contract,
+        "signature_requirement": {"requests": [{"twin_id": twin, "required": true, "weight": 1}], "weight_required": 1},
+        "workloads": workloads}))
+    .context("a deployment")?;
+    dl.sign(twin, key);
+    Ok(dl)
+}
+
+/// The deployment once its job ran (no workload left in `init`), waiting up to `limit`.
+pub async fn settled(
+    provision: &zos_interfaces::provision::ProvisionClient,
+    twin: u32,
+    contract: u64,
+    limit: Duration,
+) -> anyhow::Result<zos_types::Deployment> {
+    let started = Instant::now();
+    loop {
+        let dl = provision.get(twin, contract).await.context("get")?;
+        if dl.workloads.iter().all(|wl| wl.result.state != zos_types::ResultState::Init) {
+            return Ok(dl);
+        }
+        anyhow::ensure!(started.elapsed() < limit, "the job of {twin}-{contract} never ran: {dl:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

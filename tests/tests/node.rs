@@ -22,12 +22,7 @@ fn key() -> SigningKey {
 }
 
 fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deployment {
-    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": twin, "contract_id": contract,
-        "signature_requirement": {"requests": [{"twin_id": twin, "required": true, "weight": 1}], "weight_required": 1},
-        "workloads": workloads}))
-    .expect("deployment");
-    dl.sign(twin, &key());
-    dl
+    zos_tests::node::signed_deployment(twin, contract, workloads, &key()).expect("deployment")
 }
 
 fn spawn(dir: &std::path::Path, daemon: &str) -> Child {
@@ -39,15 +34,7 @@ fn spawn_provisiond(dir: &std::path::Path) -> Child {
 }
 
 async fn settled(provision: &ProvisionClient, twin: u32, contract: u64) -> Deployment {
-    let started = Instant::now();
-    loop {
-        let dl = provision.get(twin, contract).await.expect("get");
-        if dl.workloads.iter().all(|wl| wl.result.state != ResultState::Init) {
-            return dl;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the job never ran: {dl:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    zos_tests::node::settled(provision, twin, contract, Duration::from_secs(60)).await.expect("settled")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

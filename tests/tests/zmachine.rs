@@ -48,24 +48,11 @@ fn key() -> SigningKey {
 }
 
 fn deployment(twin: u32, contract: u64, workloads: serde_json::Value) -> Deployment {
-    let mut dl: Deployment = serde_json::from_value(json!({"twin_id": twin, "contract_id": contract,
-        "signature_requirement": {"requests": [{"twin_id": twin, "required": true, "weight": 1}], "weight_required": 1},
-        "workloads": workloads}))
-    .expect("deployment");
-    dl.sign(twin, &key());
-    dl
+    zos_tests::node::signed_deployment(twin, contract, workloads, &key()).expect("deployment")
 }
 
 async fn settled(provision: &ProvisionClient, twin: u32, contract: u64) -> Deployment {
-    let started = Instant::now();
-    loop {
-        let dl = provision.get(twin, contract).await.expect("get");
-        if dl.workloads.iter().all(|wl| wl.result.state != ResultState::Init) {
-            return dl;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "the job never ran: {dl:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    zos_tests::node::settled(provision, twin, contract, Duration::from_secs(120)).await.expect("settled")
 }
 
 fn wait_log(log: &Path, text: &str, limit: Duration) -> String {
