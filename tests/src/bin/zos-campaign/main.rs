@@ -7,8 +7,8 @@
 //! made a panic or a hang.
 //!
 //! `zos-campaign --quick` is what CI runs (about two and a half minutes); the full run (no `--quick`,
-//! about 40 minutes) is meant for docs/RELIABILITY.md, which holds a quick run for now. `worker` is the process the crash run kills, `filler` the one that fills
-//! the cache disk.
+//! about 40 minutes) is meant for docs/RELIABILITY.md, which holds a quick run for now. `worker` is
+//! the process the crash run kills, `filler` the one that fills the cache disk.
 
 mod crash;
 mod fault;
