@@ -36,6 +36,18 @@ impl Exit {
         tracing::error!(exit = self.code(), "{err}");
         self
     }
+
+    /// How a daemon ends once its bus server returns: stopped by a signal (logging `stopped`), or the
+    /// bus failed.
+    pub fn served<E: std::fmt::Display>(served: Result<(), E>, stopped: &str) -> Exit {
+        match served {
+            Ok(()) => {
+                tracing::info!("{stopped}");
+                Exit::Stopped
+            }
+            Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
+        }
+    }
 }
 
 impl std::process::Termination for Exit {

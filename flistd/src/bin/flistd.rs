@@ -194,12 +194,6 @@ fn daemon(config: &std::path::Path) -> Exit {
         let mut server = zos_zbus::Server::new("flist", config.redis.clone(), config.workers.max(1));
         server.register(FlistServer(std::sync::Arc::new(Flistd(mounts))));
         tracing::info!("serving flist@0.0.1");
-        match server.run(daemon::shutdown_signal()).await {
-            Ok(()) => {
-                tracing::info!("stopped (the mounts stay)");
-                Exit::Stopped
-            }
-            Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
-        }
+        Exit::served(server.run(daemon::shutdown_signal()).await, "stopped (the mounts stay)")
     })
 }

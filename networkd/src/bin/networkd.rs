@@ -58,11 +58,5 @@ async fn main() -> Exit {
     };
     let mut server = Server::new("network", networker.config().redis.clone(), 1);
     server.register(NetworkServer(networker.clone()));
-    match server.run(daemon::shutdown_signal()).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            Exit::Stopped
-        }
-        Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
-    }
+    Exit::served(server.run(daemon::shutdown_signal()).await, "stopped")
 }

@@ -264,7 +264,6 @@ async fn main() -> Exit {
     reserved.abort();
     match served {
         Ok(()) if poisoned => Exit::Resources.because("the store failed a commit and cannot be used until reopened"),
-        Ok(()) => Exit::Stopped,
-        Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
+        served => Exit::served(served, "stopped"),
     }
 }

@@ -105,11 +105,5 @@ async fn main() -> Exit {
     if let Some(monitor) = monitor {
         monitor.abort();
     }
-    match served {
-        Ok(()) => {
-            tracing::info!("stopped");
-            Exit::Stopped
-        }
-        Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
-    }
+    Exit::served(served, "stopped")
 }

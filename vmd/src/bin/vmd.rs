@@ -34,7 +34,7 @@ async fn main() -> Exit {
     let manager = match tokio::task::spawn_blocking(move || Manager::with_qemu(config)).await {
         Ok(Ok(manager)) => Arc::new(manager),
         Ok(Err(err)) => return Exit::Resources.because(format!("cannot prepare vmd: {err}")),
-        Err(err) => return Exit::Resources.because(format!("cannot prepare vmd: {err}")),
+        Err(err) => return Exit::Resources.because(format!("cannot prepare vmd: the preparation panicked: {err}")),
     };
     let monitor = match zos_zbus::Client::connect(&manager.config().redis).await {
         Ok(client) => {
@@ -60,11 +60,5 @@ async fn main() -> Exit {
     if let Some(monitor) = monitor {
         monitor.abort();
     }
-    match served {
-        Ok(()) => {
-            tracing::info!("stopped; the VMs go on running");
-            Exit::Stopped
-        }
-        Err(err) => Exit::Bus.because(format!("bus failure: {err}")),
-    }
+    Exit::served(served, "stopped; the VMs go on running")
 }
