@@ -21,7 +21,8 @@ pub struct ModuleManagers {
     pub(crate) zmachine_boot: Option<crate::zmachine::ZMachineBoot>,
 }
 
-fn text(err: impl std::fmt::Display) -> String {
+/// A module error as the text a workload's result carries.
+pub(crate) fn text(err: impl std::fmt::Display) -> String {
     err.to_string()
 }
 

@@ -8,7 +8,7 @@
 //! granted; then vmd runs it. Idempotent: a VM that vmd has already is answered as it is. Everything
 //! made here is undone, newest first, when a later step fails.
 
-use crate::modules::ModuleManagers;
+use crate::modules::{ModuleManagers, text};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -36,16 +36,20 @@ pub fn mac_of(tap: &str) -> String {
     format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
 }
 
-fn text(err: impl std::fmt::Display) -> String {
-    err.to_string()
+/// A module's error, said plainly when the module (`daemon`) does not answer at all; otherwise its
+/// own text after `context`.
+fn module_error(daemon: &str, context: &str, err: zos_zbus::ZbusError) -> String {
+    match err {
+        zos_zbus::ZbusError::Deadline { .. } => {
+            format!("module unavailable: {daemon} is not running on this node ({err})")
+        }
+        other => format!("{context}{other}"),
+    }
 }
 
-/// vmd's error, said plainly when vmd does not answer at all.
+/// vmd's error.
 fn vm_error(err: zos_zbus::ZbusError) -> String {
-    match err {
-        zos_zbus::ZbusError::Deadline { .. } => format!("module unavailable: vmd is not running on this node ({err})"),
-        other => other.to_string(),
-    }
+    module_error("vmd", "", err)
 }
 
 /// The private tap's name: ZOS's `wl.ID.Unique(network)`.
@@ -60,14 +64,9 @@ enum Undo {
     Root(String),
 }
 
-/// flistd's error, said plainly when flistd does not answer at all.
+/// flistd's error.
 fn flist_error(err: zos_zbus::ZbusError) -> String {
-    match err {
-        zos_zbus::ZbusError::Deadline { .. } => {
-            format!("module unavailable: flistd is not running on this node ({err})")
-        }
-        other => format!("flist root: {other}"),
-    }
+    module_error("flistd", "flist root: ", err)
 }
 
 impl ModuleManagers {
