@@ -36,7 +36,7 @@ pub struct Admission {
 pub struct DriftReport {
     /// `missing` (held, but the module has nothing) or `orphan` (the module has it, nothing holds it).
     pub kind: String,
-    /// `storage` or `network`.
+    /// `storage`, `network` or `vm`.
     pub module: String,
     /// The resource (volume, vdisk, network id, tap).
     pub resource: String,

@@ -1,8 +1,7 @@
-//! provisiond's engine (issue 7, in progress): admission at the door over the planner ledger, one
-//! atomic durable write per user action over `zos-cache`, and the job loop that runs workloads through
-//! [`engine::Managers`] in ZOS's order.
-//!
-//! Not here yet: the reconciler, the node runtime command, and the end-to-end tests with real daemons.
+//! provisiond's engine: admission at the door over the planner ledger (batched, one durable write per
+//! batch over `zos-cache`), the job loop that runs workloads through [`engine::Managers`] in ZOS's
+//! order, the module managers over zbus ([`modules`], with the zmachine path and the reconciler), and
+//! the `provision` and `statistics` services the daemon serves.
 
 #![warn(missing_docs)]
 

@@ -49,25 +49,23 @@ impl ModuleManagers {
     }
 }
 
-/// The module resource a workload stands for, when it has one: (index into the reconciler's
-/// resource kinds, resource name).
-fn resource_of(
-    id: &WorkloadId,
-    workload: &Workload,
-    reservation: Option<&ReservationRecord>,
-) -> Option<(usize, String)> {
+/// The module resources a workload stands for: (index into the reconciler's resource kinds, resource
+/// name). A zmachine stands for its VM (when the node can boot one: see [`ModuleManagers::reconcile`])
+/// and the volume of its flist root's writable layer.
+fn resources_of(id: &WorkloadId, workload: &Workload, reservation: Option<&ReservationRecord>) -> Vec<(usize, String)> {
     match &workload.data {
-        WorkloadData::Volume(_) => Some((VOLUMES, id.to_string())),
-        WorkloadData::ZMount(_) => Some((DISKS, id.to_string())),
-        // The writable layer of its flist root.
-        WorkloadData::ZMachine(_) => Some((VOLUMES, id.to_string())),
+        WorkloadData::Volume(_) => vec![(VOLUMES, id.to_string())],
+        WorkloadData::ZMount(_) => vec![(DISKS, id.to_string())],
+        WorkloadData::ZMachine(_) => vec![(VOLUMES, id.to_string()), (VMS, id.to_string())],
         WorkloadData::Network(_) => {
-            id.parts().map(|(twin, _, _)| (NETWORKS, zos_types::network_id(twin, &workload.name)))
+            id.parts().map(|(twin, _, _)| (NETWORKS, zos_types::network_id(twin, &workload.name))).into_iter().collect()
         }
-        WorkloadData::Ip(ip) if ip.v4 => Some((TAPS, format!("p-{}", ModuleManagers::tap(id)))),
-        WorkloadData::Ipv4(_) => Some((TAPS, format!("p-{}", ModuleManagers::tap(id)))),
-        WorkloadData::Zdb(_) => reservation.and_then(|r| r.disk.as_ref()).map(|(pool, _)| (DEVICES, pool.clone())),
-        _ => None,
+        WorkloadData::Ip(ip) if ip.v4 => vec![(TAPS, format!("p-{}", ModuleManagers::tap(id)))],
+        WorkloadData::Ipv4(_) => vec![(TAPS, format!("p-{}", ModuleManagers::tap(id)))],
+        WorkloadData::Zdb(_) => {
+            reservation.and_then(|r| r.disk.as_ref()).map(|(pool, _)| (DEVICES, pool.clone())).into_iter().collect()
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -76,10 +74,11 @@ const DISKS: usize = 1;
 const NETWORKS: usize = 2;
 const TAPS: usize = 3;
 const DEVICES: usize = 4;
+const VMS: usize = 5;
 /// Each resource kind: its module, and whether every resource of the kind with a workload-like name
-/// is ours (volumes and vdisks are named after their workload; networks, taps and devices by hashes).
-const KINDS: [(&str, bool); 5] =
-    [("storage", true), ("storage", true), ("network", false), ("network", false), ("storage", false)];
+/// is ours (volumes, vdisks and VMs are named after their workload; networks, taps and devices by hashes).
+const KINDS: [(&str, bool); 6] =
+    [("storage", true), ("storage", true), ("network", false), ("network", false), ("storage", false), ("vm", true)];
 
 /// A workload the reconciler looks at: its id, its data, its state, its reservation.
 pub type Held = (WorkloadId, Workload, Option<ReservationRecord>);
@@ -117,16 +116,24 @@ impl ModuleManagers {
             .filter(|t| !t.is_empty())
             .collect();
         let devices: BTreeSet<String> = self.storage.devices().await.map_err(text)?.into_iter().map(|d| d.id).collect();
-        let have = [volumes, disks, networks, taps, devices];
-        let mut want: [BTreeMap<String, (String, String)>; 5] = Default::default();
+        // VMs only where zmachines can boot: elsewhere none is ever made, and vmd need not run.
+        let vms: BTreeSet<String> = match self.zmachine_boot {
+            Some(_) => self.vm.list().await.map_err(text)?.into_iter().collect(),
+            None => BTreeSet::new(),
+        };
+        let have = [volumes, disks, networks, taps, devices, vms];
+        let reconciled = |kind: usize| kind != VMS || self.zmachine_boot.is_some();
+        let mut want: [BTreeMap<String, (String, String)>; 6] = Default::default();
         for (id, workload, reservation) in settled {
-            if let Some((kind, name)) = resource_of(id, workload, reservation.as_ref()) {
+            for (kind, name) in
+                resources_of(id, workload, reservation.as_ref()).into_iter().filter(|(k, _)| reconciled(*k))
+            {
                 want[kind].insert(name, (id.to_string(), workload.result.state.to_string()));
             }
         }
-        let mut busy: [BTreeSet<String>; 5] = Default::default();
+        let mut busy: [BTreeSet<String>; 6] = Default::default();
         for (id, workload, reservation) in unsettled {
-            if let Some((kind, name)) = resource_of(id, workload, reservation.as_ref()) {
+            for (kind, name) in resources_of(id, workload, reservation.as_ref()) {
                 busy[kind].insert(name);
             }
         }

@@ -110,6 +110,31 @@ impl Node {
         Ok(())
     }
 
+    /// `vmd.toml`: its machines under `vmd-run/` (killed on drop: vmd leaves its VMs running when it
+    /// stops, as a node does across a vmd restart), its state under `vmd-state/`, QEMU under TCG, and
+    /// the monitor every second.
+    pub fn vmd_config(&self, redis: &str) -> anyhow::Result<()> {
+        std::fs::write(
+            self.path("vmd.toml"),
+            format!(
+                "redis = \"{redis}\"\nrun_dir = \"{}\"\nstate_dir = \"{}\"\naccel = \"tcg\"\nmonitor_secs = 1\n",
+                self.path("vmd-run").display(),
+                self.path("vmd-state").display()
+            ),
+        )
+        .context("vmd's config")
+    }
+
+    /// Adds to `provisiond.toml` the kernel and initrd that zmachines boot in container mode.
+    pub fn zmachine_boot(&self, kernel: &Path, initrd: &Path) -> anyhow::Result<()> {
+        let section = format!("[zmachine]\nkernel = \"{}\"\ninitrd = \"{}\"\n", kernel.display(), initrd.display());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path("provisiond.toml"))
+            .and_then(|mut config| std::io::Write::write_all(&mut config, section.as_bytes()))
+            .context("provisiond's zmachine section")
+    }
+
     /// `provisiond.toml` and the twins' keys (`twins/<twin>`, hex): state under `provisiond/`, the boot
     /// marker at `run/provisiond`; without a node file provisiond reads /proc and asks the modules.
     pub fn provisiond_config(&self, redis: &str, twins: &[(u32, [u8; 32])]) -> anyhow::Result<()> {
@@ -147,6 +172,10 @@ impl Drop for Node {
     fn drop(&mut self) {
         for child in self.provisiond.take().into_iter().chain(self.daemons.drain(..)) {
             stop(child);
+        }
+        // The VMs (QEMU and its virtiofsd) vmd left running, before the mounts and disks they use.
+        for pid in zos_vmd::process::find(&self.path("vmd-run").to_string_lossy()) {
+            zos_vmd::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
         let root = std::fs::canonicalize(self.dir.path()).unwrap_or_default();
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

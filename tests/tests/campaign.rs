@@ -25,7 +25,9 @@ fn quick_campaign_finds_no_violation() {
         assert!(text.contains(fault), "the fault \"{fault}\" in the report:\n{text}");
     }
     if nix::unistd::geteuid().is_root() {
-        for daemon in ["| provisiond | ", "| storaged | ", "| networkd | ", "| flistd | ", "| redis-server | "] {
+        for daemon in
+            ["| provisiond | ", "| storaged | ", "| networkd | ", "| flistd | ", "| vmd | ", "| redis-server | "]
+        {
             assert!(text.contains(daemon) && !text.contains(&format!("{daemon}0 |")), "{daemon} killed:\n{text}");
         }
         assert!(text.contains("pool disk disappears") && text.contains("hub is down"), "the node's faults:\n{text}");

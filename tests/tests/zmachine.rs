@@ -27,22 +27,6 @@ use zos_zbus::local_redis::LocalRedis;
 
 const GIB: u64 = 1 << 30;
 
-/// The shared node, and the VMs it ran: vmd leaves its VMs running when it stops (as a node does across
-/// a vmd restart), so once the daemons are down they are ended, before the node's mounts go.
-struct ZmachineNode(Node);
-
-impl Drop for ZmachineNode {
-    fn drop(&mut self) {
-        for child in self.0.provisiond.take().into_iter().chain(self.0.daemons.drain(..).rev()) {
-            zos_tests::node::stop(child);
-        }
-        let machines = self.0.path("vmd-run");
-        for pid in zos_vmd::process::find(&machines.to_string_lossy()) {
-            zos_vmd::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-}
-
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[12; 32])
 }
@@ -102,22 +86,13 @@ async fn a_zmachine_end_to_end() {
     }
     let pid = std::process::id() % 100_000;
     let tag = format!("zm{pid}");
-    let mut zm = ZmachineNode(Node::new(Vec::new(), Vec::new()).expect("node"));
-    let node = &mut zm.0;
+    let mut node = Node::new(Vec::new(), Vec::new()).expect("node");
     let (kernel, initrd) = support::build_guest(node.dir.path());
     let redis = LocalRedis::start(node.dir.path()).unwrap_or_else(|err| panic!("{err}"));
     let url = redis.url();
     node.storaged_config(&url).expect("storaged config");
     node.networkd_config(&url, &tag).expect("networkd config");
-    std::fs::write(
-        node.path("vmd.toml"),
-        format!(
-            "redis = \"{url}\"\nrun_dir = \"{}\"\nstate_dir = \"{}\"\naccel = \"tcg\"\nmonitor_secs = 1\n",
-            node.path("vmd-run").display(),
-            node.path("vmd-state").display()
-        ),
-    )
-    .expect("vmd config");
+    node.vmd_config(&url).expect("vmd config");
     // The zmachine's flist, packed by the test and served by a hub on 127.0.0.1 (its .fl and blocks).
     let hub = node_support::hub::Hub::start(&node.path("hub"));
     let tree = node.path("root-tree");
@@ -133,14 +108,12 @@ async fn a_zmachine_end_to_end() {
     )
     .expect("flistd config");
     node.provisiond_config(&url, &[(78, key().verifying_key().to_bytes())]).expect("provisiond config");
-    let zmachine = format!("[zmachine]\nkernel = \"{}\"\ninitrd = \"{}\"\n", kernel.display(), initrd.display());
-    let mut config = std::fs::OpenOptions::new().append(true).open(node.path("provisiond.toml")).expect("config");
-    config.write_all(zmachine.as_bytes()).expect("zmachine section");
+    node.zmachine_boot(&kernel, &initrd).expect("zmachine section");
     for daemon in ["storaged", "networkd", "flistd", "vmd", "provisiond"] {
         let child = spawn(node.dir.path(), daemon).expect("daemon");
         node.daemons.push(child);
     }
-    let path = |name: &str| zm.0.path(name);
+    let path = |name: &str| node.path(name);
     let client = Client::with_deadline(&url, Duration::from_secs(90)).await.expect("client");
     let provision = ProvisionClient::new(client.clone(), "provision");
     let statistics = StatisticsClient::new(client.clone(), "provision");
@@ -204,6 +177,11 @@ async fn a_zmachine_end_to_end() {
     assert!(said.contains("E2E-42"), "console: {said}");
     let before = statistics.get_counters().await.expect("counters").users.workloads;
     assert_eq!(before, 4);
+    assert_eq!(
+        provision.reconcile().await.expect("reconcile"),
+        Vec::new(),
+        "the reconciler finds the VM and its root's volume, and nothing else"
+    );
     let first_pid = vmd.inspect("78-1-vm".into()).await.expect("inspect").pid;
     assert_ne!(first_pid, 0);
 

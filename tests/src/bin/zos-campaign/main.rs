@@ -13,6 +13,12 @@
 mod crash;
 mod fault;
 mod fuzz;
+/// The guest the vmd tests boot (a busybox initramfs on the cloud kernel): the node's zmachines.
+#[path = "../../../../vmd/tests/support/mod.rs"]
+mod guest;
+/// flistd's test hub: it serves the zmachines' flist.
+#[path = "../../../../flistd/tests/support/hub.rs"]
+mod hub;
 mod identity;
 mod invariant;
 mod load;

@@ -1,12 +1,13 @@
 //! The whole node under load: a private Redis, storaged on loop devices, networkd with namespaces,
-//! flistd and provisiond as real processes, started as the end-to-end tests start them
-//! ([`zos_tests::node`]). A few clients deploy and delete networks, vdisks, volumes, zdbs and public
-//! addresses over zbus while provisiond, storaged, networkd, flistd and redis-server are SIGKILLed in
-//! turn at random points and restarted with the same config, as a supervisor would. After each restart
-//! the load stops, the jobs settle, and the node is checked: no accepted deployment lost, nothing
-//! unknown appeared, the counters equal what the live workloads hold byte for byte, the reconciler
-//! reports no drift, and the host's namespaces and taps are exactly the live workloads'. Then the faults
-//! that need the node: Redis restarts, a pool disk that disappears and comes back, a hub down or slow.
+//! flistd with a hub on 127.0.0.1, vmd (QEMU under TCG) and provisiond as real processes, started as
+//! the end-to-end tests start them ([`zos_tests::node`]). A few clients deploy and delete networks,
+//! vdisks, volumes, zdbs, public addresses and zmachines over zbus while provisiond, storaged,
+//! networkd, flistd, vmd and redis-server are SIGKILLed in turn at random points and restarted with the
+//! same config, as a supervisor would. After each restart the load stops, the jobs settle, and the node
+//! is checked: no accepted deployment lost, nothing unknown appeared, the counters equal what the live
+//! workloads hold byte for byte, the reconciler reports no drift, and the host's namespaces, taps, QEMU
+//! processes and flist mounts are exactly the live workloads'. Then the faults that need the node:
+//! Redis restarts, a pool disk that disappears and comes back, a hub down or slow.
 
 use crate::fault::Fault;
 use crate::tenant;
@@ -22,13 +23,14 @@ use zos_interfaces::flist::{FlistClient, MountOptions};
 use zos_interfaces::network::NetworkClient;
 use zos_interfaces::provision::{ProvisionClient, StatisticsClient};
 use zos_interfaces::storage::StorageClient;
+use zos_interfaces::vm::VMClient;
 use zos_tests::node::{GIB, Node, quiet, sh, spawn};
 use zos_types::{Capacity, Deployment, ResultState, WorkloadData, WorkloadId};
 use zos_zbus::Client;
 use zos_zbus::local_redis::LocalRedis;
 
 /// The daemons killed, in turn.
-pub const DAEMONS: [&str; 5] = ["provisiond", "storaged", "networkd", "flistd", "redis-server"];
+pub const DAEMONS: [&str; 6] = ["provisiond", "storaged", "networkd", "flistd", "vmd", "redis-server"];
 
 /// The twins that deploy (one client each).
 const CLIENTS: u32 = 3;
@@ -48,6 +50,8 @@ pub struct NodeRun {
     pub outcomes: BTreeMap<String, u64>,
     /// Deployments the clients were told were accepted.
     pub accepted: u64,
+    /// zmachines seen running in the checks.
+    pub zmachines: usize,
     /// Checks made after restarts and faults.
     pub checks: u64,
     /// The longest a restart took to settle.
@@ -79,6 +83,7 @@ struct Bus {
     storage: StorageClient,
     network: NetworkClient,
     flist: FlistClient,
+    vm: VMClient,
 }
 
 impl Bus {
@@ -89,7 +94,8 @@ impl Bus {
             statistics: StatisticsClient::new(client.clone(), "provision"),
             storage: StorageClient::new(client.clone(), "storage"),
             network: NetworkClient::new(client.clone(), "network"),
-            flist: FlistClient::new(client, "flist"),
+            flist: FlistClient::new(client.clone(), "flist"),
+            vm: VMClient::new(client, zos_interfaces::vm::MODULE),
         })
     }
 
@@ -100,6 +106,7 @@ impl Bus {
             "storaged" => self.storage.volume_list().await.is_ok(),
             "networkd" => self.network.networks().await.is_ok(),
             "flistd" => self.flist.exists("probe".into()).await.is_ok(),
+            "vmd" => self.vm.list().await.is_ok(),
             _ => self.storage.volume_list().await.is_ok() && self.statistics.get_counters().await.is_ok(),
         }
     }
@@ -117,10 +124,13 @@ impl Bus {
     }
 }
 
-/// The running node: its processes, Redis last (dropped after the daemons).
+/// The running node: its processes, Redis last (dropped after the daemons), and the hub that serves
+/// the zmachines' flist at `image` while the node runs.
 struct Running {
     node: Node,
     redis: LocalRedis,
+    _hub: crate::hub::Hub,
+    image: String,
 }
 
 impl Running {
@@ -134,8 +144,19 @@ impl Running {
             (1..=CLIENTS).map(|twin| (twin, tenant::key(twin).verifying_key().to_bytes())).collect();
         node.provisiond_config(&redis.url(), &twins)?;
         Self::flistd_config(&node, &redis.url())?;
-        let mut running = Running { node, redis };
-        for daemon in ["storaged", "networkd", "flistd"] {
+        // The zmachines: the vmd tests' busybox guest on the cloud kernel, their root an flist from the hub.
+        let (kernel, initrd) = crate::guest::build_guest(node.dir.path());
+        node.zmachine_boot(&kernel, &initrd)?;
+        node.vmd_config(&redis.url())?;
+        let hub = crate::hub::Hub::start(&node.path("hub"));
+        let tree = node.path("root-tree");
+        std::fs::create_dir_all(tree.join("etc")).context("the flist's tree")?;
+        std::fs::write(tree.join("etc/zos-root"), b"campaign\n").context("the flist's tree")?;
+        zos_flistd::pack::pack(&tree, &hub.store(), &node.path("root.fl")).context("packing the flist")?;
+        hub.put("/user/root.fl", &std::fs::read(node.path("root.fl")).context("the flist")?);
+        let image = format!("{}/user/root.fl", hub.url());
+        let mut running = Running { node, redis, _hub: hub, image };
+        for daemon in ["storaged", "networkd", "flistd", "vmd"] {
             let child = running.spawn(daemon)?;
             running.node.daemons.push(child);
         }
@@ -166,6 +187,7 @@ impl Running {
             "storaged" => self.node.daemons.get_mut(0),
             "networkd" => self.node.daemons.get_mut(1),
             "flistd" => self.node.daemons.get_mut(2),
+            "vmd" => self.node.daemons.get_mut(3),
             _ => None,
         }
     }
@@ -200,14 +222,23 @@ impl Running {
     }
 }
 
-/// A deployment the node can run: a vdisk, and at random a network, a volume, a zdb and a public address.
-fn deployment(twin: u32, contract: u64, rng: &mut fastrand::Rng) -> anyhow::Result<Deployment> {
+/// A deployment the node can run: a vdisk, and at random a network, a volume, a zdb and a public
+/// address; one of twin 1's in three is a zmachine on its network with the vdisk mounted, booting the
+/// flist at `image`.
+fn deployment(twin: u32, contract: u64, image: &str, rng: &mut fastrand::Rng) -> anyhow::Result<Deployment> {
     let mut workloads = vec![json!({"name": "disk", "type": "zmount", "data": {"size": rng.u64(1..=2) * GIB}})];
-    if rng.bool() {
-        let net = contract % 200 + 20;
-        workloads.push(json!({"name": format!("net{contract}"), "type": "network", "data": {
+    let zmachine = twin == 1 && rng.u8(0..3) == 0;
+    if zmachine || rng.bool() {
+        let (net, network) = (contract % 200 + 20, format!("net{contract}"));
+        workloads.push(json!({"name": network, "type": "network", "data": {
             "ip_range": format!("10.{net}.0.0/16"), "subnet": format!("10.{net}.1.0/24"),
             "wireguard_private_key": "key", "wireguard_listen_port": 20_000 + contract % 40_000}}));
+        if zmachine {
+            workloads.push(json!({"name": "vm", "type": "zmachine", "data": {"flist": image,
+                "network": {"interfaces": [{"network": network, "ip": format!("10.{net}.1.5")}], "public_ip": ""},
+                "compute_capacity": {"cpu": 1, "memory": 256 << 20},
+                "mounts": [{"name": "disk", "mountpoint": "/data"}]}}));
+        }
     }
     if rng.bool() {
         workloads.push(json!({"name": "vol", "type": "volume", "data": {"size": GIB / 8}}));
@@ -229,6 +260,7 @@ fn deployment(twin: u32, contract: u64, rng: &mut fastrand::Rng) -> anyhow::Resu
 /// One client's step: a create while it holds fewer than three, else a delete one time in two.
 async fn step(
     bus: &Bus,
+    image: &str,
     twin: u32,
     known: &Mutex<BTreeMap<u32, Known>>,
     next: &AtomicU64,
@@ -238,7 +270,7 @@ async fn step(
         known.lock().await.get(&twin).map(|k| k.accepted.iter().copied().collect()).unwrap_or_default();
     if mine.len() < 3 || rng.bool() {
         let contract = next.fetch_add(1, Ordering::Relaxed);
-        let dl = deployment(twin, contract, rng)?;
+        let dl = deployment(twin, contract, image, rng)?;
         let answer = bus.provision.create_or_update(twin, dl, false).await;
         let mut known = known.lock().await;
         let mine = known.entry(twin).or_default();
@@ -247,7 +279,15 @@ async fn step(
                 mine.accepted.insert(contract);
                 "create accepted".into()
             }
-            Ok(_) => "create refused".into(),
+            Ok(admission) => {
+                // By what bound it, so that a report full of refusals says why.
+                let short: BTreeSet<String> = admission
+                    .workloads
+                    .iter()
+                    .flat_map(|w| w.shortfalls.iter().map(|s| s.resource.to_string()))
+                    .collect();
+                format!("create refused ({})", short.into_iter().collect::<Vec<_>>().join(", "))
+            }
             Err(err) => {
                 mine.uncertain.insert(contract);
                 format!("create {}", err.code().unwrap_or("lost"))
@@ -272,11 +312,14 @@ async fn step(
     }
 }
 
-/// What every resource name the node ever made means: network namespaces and public taps.
-#[derive(Default)]
+/// What every resource name the node ever made means: network namespaces and taps; and where it makes
+/// VMs (vmd's machine directories) and flist roots (flistd's mountpoints).
 struct Made {
     namespaces: BTreeSet<String>,
     taps: BTreeSet<String>,
+    vms: BTreeSet<String>,
+    machines: std::path::PathBuf,
+    mountpoints: std::path::PathBuf,
 }
 
 /// Waits for every job to settle (no workload in `init`, every delete done), then checks the node.
@@ -368,6 +411,7 @@ async fn node_state(bus: &Bus, live: &[Deployment], made: &mut Made, at: &str) -
     let mut workloads = 0u64;
     let mut namespaces = BTreeSet::new();
     let mut taps = BTreeSet::new();
+    let mut vms = BTreeSet::new();
     for dl in live {
         for wl in dl.workloads.iter().filter(|wl| wl.result.state.is_okay()) {
             held = held.saturating_add(&wl.capacity());
@@ -380,12 +424,18 @@ async fn node_state(bus: &Bus, live: &[Deployment], made: &mut Made, at: &str) -
                     let id = WorkloadId::new(dl.twin_id, dl.contract_id, &wl.name);
                     taps.insert(format!("p-{}", id.unique("pub")));
                 }
+                WorkloadData::ZMachine(machine) => {
+                    let id = WorkloadId::new(dl.twin_id, dl.contract_id, &wl.name);
+                    taps.extend(machine.network.interfaces.iter().map(|i| format!("t-{}", id.unique(&i.network))));
+                    vms.insert(id.to_string());
+                }
                 _ => {}
             }
         }
     }
     made.namespaces.extend(namespaces.iter().cloned());
     made.taps.extend(taps.iter().cloned());
+    made.vms.extend(vms.iter().cloned());
     match (bus.statistics.get_counters().await, bus.storage.metrics().await) {
         (Ok(counters), Ok(metrics)) => {
             let system = |kind: &str| metrics.iter().filter(|m| m.kind == kind).map(|m| m.system).sum::<u64>();
@@ -418,7 +468,24 @@ async fn node_state(bus: &Bus, live: &[Deployment], made: &mut Made, at: &str) -
         ),
         Err(err) => found.push(format!("{at}: the reconciler failed: {err}")),
     }
-    // The host: a namespace and a tap for each live network and address, none for the others.
+    // The host: a QEMU (and its virtiofsd) and an flist root for each live zmachine, none for the others.
+    let machines = made.machines.to_string_lossy().into_owned();
+    for pid in zos_vmd::process::find(&machines) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let vm = cmdline.split(&format!("{machines}/")).nth(1).and_then(|rest| rest.split('/').next());
+        if let Some(vm) = vm.filter(|vm| !vms.contains(*vm)) {
+            found.push(format!("{at}: process {pid} of VM {vm} is an orphan"));
+        }
+    }
+    let roots = mounts_under(&made.mountpoints);
+    for orphan in roots.difference(&vms) {
+        found.push(format!("{at}: flist root {orphan} is an orphan mount"));
+    }
+    for missing in vms.difference(&roots) {
+        found.push(format!("{at}: the flist root of VM {missing} is not mounted"));
+    }
+    // The host: a namespace and a tap for each live network, address and zmachine, none for the others.
     let host_namespaces: BTreeSet<String> = sh("ip", &["netns", "list"])
         .unwrap_or_default()
         .lines()
@@ -443,7 +510,7 @@ async fn node_state(bus: &Bus, live: &[Deployment], made: &mut Made, at: &str) -
 
 /// Runs the node: `kills` SIGKILLs in turn across [`DAEMONS`], then the node's faults (`faults` of each).
 pub fn run(kills: u64, faults: u64, seed: u64) -> anyhow::Result<NodeRun> {
-    if let Some(why) = zos_tests::node::unavailable() {
+    if let Some(why) = zos_tests::node::unavailable().or_else(crate::guest::missing) {
         return Ok(NodeRun { skipped: Some(why), ..NodeRun::default() });
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -468,14 +535,21 @@ async fn attack(kills: u64, faults: u64, seed: u64) -> anyhow::Result<NodeRun> {
     let next = Arc::new(AtomicU64::new(1));
     let mut clients = Vec::new();
     for twin in 1..=CLIENTS {
-        let (bus, known, outcomes, gate, stop, next) =
-            (bus.clone(), known.clone(), outcomes.clone(), gate.clone(), stop.clone(), next.clone());
+        let (bus, known, outcomes, gate, stop, next, image) = (
+            bus.clone(),
+            known.clone(),
+            outcomes.clone(),
+            gate.clone(),
+            stop.clone(),
+            next.clone(),
+            running.image.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(u64::from(twin)));
             while !stop.load(Ordering::Relaxed) {
                 let outcome = {
                     let _turn = gate.read().await;
-                    step(&bus, twin, &known, &next, &mut rng).await
+                    step(&bus, &image, twin, &known, &next, &mut rng).await
                 };
                 let outcome = outcome.unwrap_or_else(|err| format!("client error {err}"));
                 *outcomes.lock().await.entry(outcome).or_insert(0) += 1;
@@ -484,7 +558,13 @@ async fn attack(kills: u64, faults: u64, seed: u64) -> anyhow::Result<NodeRun> {
         }));
     }
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut made = Made::default();
+    let mut made = Made {
+        namespaces: BTreeSet::new(),
+        taps: BTreeSet::new(),
+        vms: BTreeSet::new(),
+        machines: running.node.path("vmd-run").join("machines"),
+        mountpoints: running.node.path("flistd").join("mountpoint"),
+    };
     for kill in 0..kills {
         let daemon = DAEMONS[usize::try_from(kill).unwrap_or(0) % DAEMONS.len()];
         tokio::time::sleep(Duration::from_millis(rng.u64(100..=700))).await;
@@ -522,6 +602,7 @@ async fn attack(kills: u64, faults: u64, seed: u64) -> anyhow::Result<NodeRun> {
     running.node.namespaces.extend(made.namespaces.iter().cloned());
     running.node.links.extend(made.namespaces.iter().map(|ns| ns.replacen("n-", "b-", 1)));
     running.node.links.extend(made.taps.iter().cloned());
+    run.zmachines = made.vms.len();
     run.elapsed = started.elapsed();
     Ok(run)
 }
@@ -642,6 +723,8 @@ async fn hub(bus: &Bus, running: &Running, times: u64) -> Fault {
     let down_port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(1);
     let mut errors = BTreeSet::new();
+    // The live zmachines' roots stay mounted: only what the failed Mounts leave counts.
+    let before = mounts_under(&running.node.path("flistd"));
     for n in 0..times {
         for (what, port) in [("down", down_port), ("slow", slow_port)] {
             fault.injected += 1;
@@ -662,11 +745,21 @@ async fn hub(bus: &Bus, running: &Running, times: u64) -> Fault {
             }
         }
     }
-    let root = std::fs::canonicalize(running.node.path("flistd")).unwrap_or_default();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if info.lines().filter_map(|l| l.split(' ').nth(4)).any(|t| std::path::Path::new(t).starts_with(&root)) {
-        fault.violations.push("a failed Mount left a mount under flistd's root".into());
+    let left: Vec<String> = mounts_under(&running.node.path("flistd")).difference(&before).cloned().collect();
+    if !left.is_empty() {
+        fault.violations.push(format!("a failed Mount left mounts under flistd's root: {left:?}"));
     }
     fault.outcome = format!("refused with: {}", errors.into_iter().take(2).collect::<Vec<_>>().join("; "));
     fault
+}
+
+/// The mount targets under `dir`, relative to it.
+fn mounts_under(dir: &std::path::Path) -> BTreeSet<String> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter_map(|target| std::path::Path::new(target).strip_prefix(&dir).ok())
+        .filter_map(|name| name.to_str().map(str::to_string))
+        .collect()
 }

@@ -226,14 +226,15 @@ fn node_section(out: &mut String, node: &NodeRun) {
     let _ = writeln!(
         out,
         "A whole node of real processes (a private redis-server, storaged on two loop devices with btrfs \
-         pools, networkd with its namespaces, flistd and provisiond), three clients deploying and deleting \
-         vdisks, networks, volumes, zdbs and public addresses over zbus. The daemons are SIGKILLed in turn \
-         at random points 0.1 to 0.7 s apart and restarted with the same config; after each restart the \
-         load stops, the jobs settle, and the node is checked: every deployment a client was told was \
-         accepted is there (or was deleted by request), nothing unknown is, the counters (GetCounters) equal \
-         what the live workloads hold plus what the system keeps, byte for byte, the reconciler reports no \
-         drift (volumes, vdisks, zdb devices, networks, taps), and the host's namespaces and taps are exactly \
-         the live workloads'.\n"
+         pools, networkd with its namespaces, flistd with a hub on 127.0.0.1, vmd running QEMU under TCG, \
+         and provisiond), three clients deploying and deleting vdisks, networks, volumes, zdbs, public \
+         addresses and zmachines (booting an flist from the hub as their root, a vdisk mounted) over zbus. \
+         The daemons are SIGKILLed in turn at random points 0.1 to 0.7 s apart and restarted with the same \
+         config; after each restart the load stops, the jobs settle, and the node is checked: every \
+         deployment a client was told was accepted is there (or was deleted by request), nothing unknown \
+         is, the counters (GetCounters) equal what the live workloads hold plus what the system keeps, byte \
+         for byte, the reconciler reports no drift (volumes, vdisks, zdb devices, networks, taps, VMs), and \
+         the host's namespaces, taps, QEMU processes and flist mounts are exactly the live workloads'.\n"
     );
     let _ = writeln!(out, "| daemon | SIGKILLs |\n|---|---|");
     for daemon in DAEMONS {
@@ -242,9 +243,10 @@ fn node_section(out: &mut String, node: &NodeRun) {
     let requests: u64 = node.outcomes.values().sum();
     let _ = writeln!(
         out,
-        "\n{requests} requests, {} deployments accepted, {} checks, the slowest settle {:.1} s, {} violations, \
-         {:.0} s in all. Outcomes:\n",
+        "\n{requests} requests, {} deployments accepted, {} zmachines run, {} checks, the slowest settle \
+         {:.1} s, {} violations, {:.0} s in all. Outcomes:\n",
         node.accepted,
+        node.zmachines,
         node.checks,
         node.slowest_settle.as_secs_f64(),
         node.violations.len(),
