@@ -104,6 +104,9 @@ fn overlay_path(path: &Path) -> String {
     out
 }
 
+/// How many mounts stacked at one path an unrecorded mount's cleanup detaches at most.
+const MAX_STACKED: usize = 8;
+
 /// The `pid` of a mount served by no process: an unpacked tree, bind-mounted.
 const UNPACKED: u32 = 0;
 
@@ -402,11 +405,26 @@ impl Mounts {
                 alive
             }
             None => {
-                if mountinfo::is_dead(target) {
-                    tracing::warn!(name, "stale FUSE mount (ENOTCONN): detaching it");
-                    let _ = mountinfo::detach(target);
-                }
+                self.detach_unrecorded(name, target);
                 false
+            }
+        }
+    }
+
+    /// Detaches what is mounted at `name`'s mountpoint and lower directory though no state records it (a
+    /// daemon killed between a mount and its state file, or a dead FUSE mount), so that a new mount
+    /// replaces it rather than stack on it and an unmount leaves nothing; a FUSE mount process exits
+    /// once its mount is gone.
+    fn detach_unrecorded(&self, name: &str, target: &Path) {
+        for path in [target.to_path_buf(), self.layout.lower.join(name)] {
+            for _ in 0..MAX_STACKED {
+                if !mountinfo::is_mounted(&path) {
+                    break;
+                }
+                tracing::warn!(name, path = %path.display(), "a mount no state records: detaching it");
+                if mountinfo::detach(&path).is_err() {
+                    break;
+                }
             }
         }
     }
@@ -461,9 +479,7 @@ impl Mounts {
                 tracing::info!(name, "unmounted");
             }
             None => {
-                if mountinfo::is_mounted(&target) {
-                    mountinfo::unmount(&target)?;
-                }
+                self.detach_unrecorded(name, &target);
                 let _ = std::fs::remove_dir(&target);
             }
         }

@@ -239,14 +239,7 @@ impl<K: KeyGetter> Engine<K> {
     /// `CreateOrUpdate` for a new deployment: validate, verify, admit at the door, then store the
     /// deployment, its reservations and its job in one durable commit.
     pub fn create(&self, twin: u32, deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
-        deployment.validate().map_err(EngineError::Invalid)?;
-        if deployment.twin_id != twin {
-            return Err(EngineError::Forbidden(format!(
-                "twin id mismatch (deployment: {}, message: {twin})",
-                deployment.twin_id
-            )));
-        }
-        deployment.verify(&self.twins).map_err(EngineError::Forbidden)?;
+        self.check_request(twin, &deployment)?;
         if deployment.version != 0 {
             return Err(EngineError::Invalid(
                 "expected version to be 0 on deployment creation: invalid version".into(),

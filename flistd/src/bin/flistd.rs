@@ -101,16 +101,33 @@ fn run(command: Command) -> anyhow::Result<()> {
             let reader = Reader::open(&image).with_context(|| format!("opening {}", image.display()))?;
             let router = router(&reader, cache.as_deref(), &policy)?;
             // SIGTERM and SIGINT are waited for, not delivered: block them before the FUSE thread starts.
+            // SIGUSR1 says the session ended by itself: the mount went away (an operator's umount, a
+            // lazy detach), and the process ends with it rather than wait for a signal forever.
+            use nix::sys::signal::Signal;
             let mut signals = nix::sys::signal::SigSet::empty();
-            signals.add(nix::sys::signal::Signal::SIGTERM);
-            signals.add(nix::sys::signal::Signal::SIGINT);
+            for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1] {
+                signals.add(signal);
+            }
             signals.thread_block()?;
             let session = zos_flistd::mount::mount(zos_flistd::mount::FlistFs::new(reader, router), &mountpoint)
                 .with_context(|| format!("mounting {} at {}", image.display(), mountpoint.display()))?;
+            let serving = std::thread::spawn(move || {
+                let ended = session.join();
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
+                ended
+            });
             let signal = signals.wait()?;
-            eprintln!("flistd: {signal}: unmounting {}", mountpoint.display());
-            drop(session);
-            Ok(())
+            if signal == Signal::SIGUSR1 {
+                eprintln!("flistd: {} is no longer mounted: exiting", mountpoint.display());
+            } else {
+                eprintln!("flistd: {signal}: unmounting {}", mountpoint.display());
+                zos_flistd::mountinfo::unmount(&mountpoint)
+                    .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+            }
+            match serving.join() {
+                Ok(ended) => ended.with_context(|| format!("serving {}", mountpoint.display())),
+                Err(_) => anyhow::bail!("the FUSE session serving {} panicked", mountpoint.display()),
+            }
         }
         Command::Unpack { image, dest, devices, cache } => {
             let reader = Reader::open(&image).with_context(|| format!("opening {}", image.display()))?;

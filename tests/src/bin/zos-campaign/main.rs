@@ -6,8 +6,8 @@
 //! jumps). It writes docs/RELIABILITY.md (`--out`) and exits 1 when any invariant was broken or any input
 //! made a panic or a hang.
 //!
-//! `zos-campaign --quick` is what CI runs (about two and a half minutes); the full run (no `--quick`,
-//! about 40 minutes) is meant for docs/RELIABILITY.md, which holds a quick run for now. `worker` is
+//! `zos-campaign --quick` is what CI runs (about three minutes); the full run (no `--quick`, about 40
+//! minutes on 2 cores) writes docs/RELIABILITY.md. `worker` is
 //! the process the crash run kills, `filler` the one that fills the cache disk.
 
 mod crash;

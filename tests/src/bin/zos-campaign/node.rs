@@ -313,13 +313,15 @@ async fn step(
 }
 
 /// What every resource name the node ever made means: network namespaces and taps; and where it makes
-/// VMs (vmd's machine directories) and flist roots (flistd's mountpoints).
+/// VMs (vmd's machine directories), flist roots (flistd's mountpoints) and their FUSE mounts (flistd's
+/// lower directories, each served by a mount process).
 struct Made {
     namespaces: BTreeSet<String>,
     taps: BTreeSet<String>,
     vms: BTreeSet<String>,
     machines: std::path::PathBuf,
     mountpoints: std::path::PathBuf,
+    lowers: std::path::PathBuf,
 }
 
 /// Waits for every job to settle (no workload in `init`, every delete done), then checks the node.
@@ -468,14 +470,17 @@ async fn node_state(bus: &Bus, live: &[Deployment], made: &mut Made, at: &str) -
         ),
         Err(err) => found.push(format!("{at}: the reconciler failed: {err}")),
     }
-    // The host: a QEMU (and its virtiofsd) and an flist root for each live zmachine, none for the others.
-    let machines = made.machines.to_string_lossy().into_owned();
-    for pid in zos_vmd::process::find(&machines) {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let vm = cmdline.split(&format!("{machines}/")).nth(1).and_then(|rest| rest.split('/').next());
-        if let Some(vm) = vm.filter(|vm| !vms.contains(*vm)) {
-            found.push(format!("{at}: process {pid} of VM {vm} is an orphan"));
+    // The host: a QEMU (and its virtiofsd), an flist root and its mount process for each live zmachine,
+    // none for the others.
+    for (dir, what) in [(&made.machines, "VM"), (&made.lowers, "flist mount")] {
+        let dir = dir.to_string_lossy().into_owned();
+        for pid in zos_vmd::process::find(&dir) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let vm = cmdline.split(&format!("{dir}/")).nth(1).and_then(|rest| rest.split(['/', '\0']).next());
+            if let Some(vm) = vm.filter(|vm| !vms.contains(*vm)) {
+                found.push(format!("{at}: process {pid} of {what} {vm} is an orphan"));
+            }
         }
     }
     let roots = mounts_under(&made.mountpoints);
@@ -564,6 +569,7 @@ async fn attack(kills: u64, faults: u64, seed: u64) -> anyhow::Result<NodeRun> {
         vms: BTreeSet::new(),
         machines: running.node.path("vmd-run").join("machines"),
         mountpoints: running.node.path("flistd").join("mountpoint"),
+        lowers: running.node.path("flistd").join("ro"),
     };
     for kill in 0..kills {
         let daemon = DAEMONS[usize::try_from(kill).unwrap_or(0) % DAEMONS.len()];

@@ -201,11 +201,12 @@ pub fn markdown(run: &Run, date: &str) -> String {
     let _ = writeln!(out, "\n## Not covered by this command yet\n");
     let _ = writeln!(
         out,
-        "- vmd: the node's load has no zmachine, so no VM runs and vmd is not killed here (vmd's own tests kill \
-         QEMU under its monitor, `vmd/tests/guest.rs`, and `tests/tests/zmachine.rs` runs a zmachine through the \
-         whole node); its cloud-init seed is fuzzed above.\n\
-         - The node's faults run one at a time after the SIGKILL load, not interleaved with it; the cache disk \
-         fills under the engine in process, not under the provisiond binary."
+        "- The node's faults run one at a time after the SIGKILL load, not interleaved with it.\n\
+         - The cache disk fills under the engine in process here; the provisiond binary on a full disk (it \
+         exits 3 for its supervisor) is `provisiond_exits_when_its_store_is_poisoned`, \
+         `tests/tests/poisoned_store.rs`.\n\
+         - The zmachines boot a busybox guest under TCG: KVM and GPU passthrough are not exercised here (no \
+         KVM guest boots on the development machines, and they have no GPU)."
     );
     if !failures.is_empty() {
         let _ = writeln!(out, "\n## Violations and findings\n");
