@@ -542,6 +542,15 @@ fn a_restarted_daemon_finds_live_mounts_and_detaches_dead_ones() {
     assert_same_bytes(&node.src, &dead);
 }
 
+/// Waits up to 10 s for process `pid` to be gone.
+fn wait_gone(pid: i32, what: &str) {
+    let started = Instant::now();
+    while !process_gone(pid) {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A mount process whose mount goes away by any other means than its SIGTERM (an operator's `umount`,
 /// a lazy detach at a node's teardown or by a restarted daemon) exits: it used to wait for a signal
 /// forever, one leaked process per mount (the campaign's node run found them after its flistd kills).
@@ -554,52 +563,41 @@ fn a_mount_process_exits_when_its_mount_is_detached() {
     let path = PathBuf::from(node.mount("detached", MountOptions::read_only()).expect("mount"));
     let pid = node.mount_pid("detached");
     zos_flistd::mountinfo::detach(&path).expect("detach");
-    let started = Instant::now();
-    while !process_gone(pid) {
-        assert!(started.elapsed() < Duration::from_secs(10), "the mount process outlived its mount");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(pid, "the mount process outlived its mount");
 }
 
 /// A daemon killed after its mount process mounted but before it recorded the mount leaves a live mount
 /// that no state file names. The next `Mount` of that name replaces it: one mount at the mountpoint,
-/// not one stacked on the other, and the unrecorded mount's process gone.
+/// not one stacked on the other, and the unrecorded mount's process gone; an unrecorded read-write
+/// mount (its overlay and its lower FUSE mount) goes whole at `Unmount`.
 #[test]
 fn a_mount_left_unrecorded_by_a_killed_daemon_is_replaced_not_stacked() {
     if !root_or_skip("a_mount_left_unrecorded_by_a_killed_daemon_is_replaced_not_stacked") {
         return;
     }
     let mut node = Node::start();
-    let path = PathBuf::from(node.mount("unrecorded", MountOptions::read_only()).expect("mount"));
-    let old = node.mount_pid("unrecorded");
-    node.kill_daemon();
-    std::fs::remove_file(node.root().join("state/unrecorded.json")).expect("as if never recorded");
-    node.start_daemon();
+    // Mounted, then the daemon killed and the state file gone, as if it died before writing it.
+    let unrecorded = |node: &mut Node, name: &str, opt: MountOptions| {
+        let path = PathBuf::from(node.mount(name, opt).expect("mount"));
+        let pid = node.mount_pid(name);
+        node.kill_daemon();
+        std::fs::remove_file(node.root().join(format!("state/{name}.json"))).expect("as if never recorded");
+        node.start_daemon();
+        (path, pid)
+    };
+    let (path, old) = unrecorded(&mut node, "unrecorded", MountOptions::read_only());
     assert_eq!(PathBuf::from(node.mount("unrecorded", MountOptions::read_only()).expect("again")), path);
     let target = std::fs::canonicalize(&path).expect("target");
     let stacked = node.mounts().iter().filter(|point| **point == target).count();
     assert_eq!(stacked, 1, "one mount at {}: {:?}", target.display(), node.mounts());
-    let started = Instant::now();
-    while !process_gone(old) {
-        assert!(started.elapsed() < Duration::from_secs(10), "the unrecorded mount's process is still there");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(old, "the unrecorded mount's process is still there");
     assert_same_bytes(&node.src, &path);
-    // And an unrecorded read-write mount (its overlay and its lower FUSE mount) goes whole at `Unmount`.
     let rw = MountOptions { read_only: false, limit: 4 << 20, ..MountOptions::default() };
-    let path = PathBuf::from(node.mount("unrecorded-rw", rw).expect("rw"));
-    let old = node.mount_pid("unrecorded-rw");
-    node.kill_daemon();
-    std::fs::remove_file(node.root().join("state/unrecorded-rw.json")).expect("as if never recorded");
-    node.start_daemon();
+    let (path, old) = unrecorded(&mut node, "unrecorded-rw", rw);
     node.call(node.flist.unmount("unrecorded-rw".into())).expect("unmount");
     let lower = std::fs::canonicalize(node.root()).expect("root").join("ro/unrecorded-rw");
     assert!(!mounted(&path) && !mounted(&lower), "{:?}", node.mounts());
-    let started = Instant::now();
-    while !process_gone(old) {
-        assert!(started.elapsed() < Duration::from_secs(10), "the unrecorded mount's process is still there");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(old, "the unrecorded read-write mount's process is still there");
 }
 
 /// A `VolumeDelete` that fails at `Unmount` leaks nothing: the mount is gone, the state file stays
