@@ -10,7 +10,8 @@ pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn cmdline(pid: u32) -> Option<String> {
+/// Process `pid`'s command line, its arguments joined by spaces.
+pub fn cmdline(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     Some(raw.split(|b| *b == 0).map(|part| String::from_utf8_lossy(part).into_owned()).collect::<Vec<_>>().join(" "))
 }

@@ -475,9 +475,8 @@ async fn node_state(bus: &Bus, live: &[Deployment], made: &mut Made, at: &str) -
     for (dir, what) in [(&made.machines, "VM"), (&made.lowers, "flist mount")] {
         let dir = dir.to_string_lossy().into_owned();
         for pid in zos_vmd::process::find(&dir) {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            let vm = cmdline.split(&format!("{dir}/")).nth(1).and_then(|rest| rest.split(['/', '\0']).next());
+            let cmdline = zos_vmd::process::cmdline(pid).unwrap_or_default();
+            let vm = cmdline.split(&format!("{dir}/")).nth(1).and_then(|rest| rest.split(['/', ' ']).next());
             if let Some(vm) = vm.filter(|vm| !vms.contains(*vm)) {
                 found.push(format!("{at}: process {pid} of {what} {vm} is an orphan"));
             }
@@ -762,10 +761,10 @@ async fn hub(bus: &Bus, running: &Running, times: u64) -> Fault {
 /// The mount targets under `dir`, relative to it.
 fn mounts_under(dir: &std::path::Path) -> BTreeSet<String> {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter_map(|target| std::path::Path::new(target).strip_prefix(&dir).ok())
+    zos_flistd::mountinfo::mount_points()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|target| target.strip_prefix(&dir).ok())
         .filter_map(|name| name.to_str().map(str::to_string))
         .collect()
 }
