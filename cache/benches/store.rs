@@ -33,15 +33,19 @@ fn deployment(contract: u64) -> Deployment {
     Deployment { twin_id: contract as u32, contract_id: contract, workloads, ..Deployment::default() }
 }
 
+/// What the ledger would grant each workload of `dl`, by name.
+fn reservations(dl: &Deployment) -> impl Iterator<Item = (String, ReservationRecord)> + '_ {
+    dl.workloads
+        .iter()
+        .map(|wl| (wl.name.clone(), ReservationRecord { capacity: wl.capacity(), ..ReservationRecord::default() }))
+}
+
 /// One user action: deployment + 3 workloads + 3 reservations + a job, one durable commit.
 fn create(store: &Store, contract: u64) {
     let dl = deployment(contract);
     let mut txn = store.begin();
     txn.create(&dl).expect("create");
-    for wl in &dl.workloads {
-        let record = ReservationRecord { capacity: wl.capacity(), ..ReservationRecord::default() };
-        txn.reserve(dl.twin_id, contract, &wl.name, &record);
-    }
+    txn.reserve_all(dl.twin_id, contract, reservations(&dl)).expect("reserve");
     txn.enqueue(&Job { op: JobOp::Provision, twin: dl.twin_id, contract, reason: String::new(), remove: Vec::new() })
         .expect("enqueue");
     txn.commit().expect("commit");
@@ -87,10 +91,7 @@ fn open_and_rebuild_ledger(bencher: Bencher, deployments: u64) {
             for &contract in chunk {
                 let dl = deployment(contract);
                 txn.create(&dl).expect("create");
-                for wl in &dl.workloads {
-                    let record = ReservationRecord { capacity: wl.capacity(), ..ReservationRecord::default() };
-                    txn.reserve(dl.twin_id, contract, &wl.name, &record);
-                }
+                txn.reserve_all(dl.twin_id, contract, reservations(&dl)).expect("reserve");
             }
             txn.commit().expect("commit");
         }

@@ -3,7 +3,7 @@
 
 use crate::error::StoreError;
 use crate::key;
-use crate::store::{Header, Store, decode};
+use crate::store::{Reservations, Store, Stored, decode};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use zos_types::{Capacity, ReservationRecord, ResultState, Workload, WorkloadId};
@@ -11,10 +11,6 @@ use zos_types::{Capacity, ReservationRecord, ResultState, Workload, WorkloadId};
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
-    /// A deployment names a workload that has no record (a half-written deployment).
-    MissingWorkload(WorkloadId),
-    /// A workload record whose deployment does not list it.
-    OrphanWorkload(WorkloadId),
     /// A sharable name registered to a contract that does not hold it, or an active sharable workload
     /// whose name is not registered to its contract.
     SharableName {
@@ -48,9 +44,8 @@ pub enum Drift {
 }
 
 impl Drift {
-    /// A broken invariant of the store itself (half-written deployments, orphan records or jobs,
-    /// sharable names), as opposed to disagreements between the reservations its user keeps and the
-    /// workload states.
+    /// A broken invariant of the store itself (orphan jobs, sharable names), as opposed to
+    /// disagreements between the reservations its user keeps and the workload states.
     pub fn is_structural(&self) -> bool {
         !matches!(self, Drift::OrphanReservation(_) | Drift::MissingReservation(_) | Drift::CapacityMismatch { .. })
     }
@@ -59,8 +54,6 @@ impl Drift {
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Drift::MissingWorkload(id) => write!(f, "workload {id} is named by its deployment but missing"),
-            Drift::OrphanWorkload(id) => write!(f, "workload {id} exists but its deployment does not list it"),
             Drift::SharableName { twin, name } => write!(f, "sharable name '{name}' of twin {twin} is inconsistent"),
             Drift::OrphanReservation(id) => write!(f, "reservation of {id} without a workload holding capacity"),
             Drift::MissingReservation(id) => write!(f, "workload {id} holds capacity but has no reservation"),
@@ -83,33 +76,19 @@ impl Store {
     /// Checks every invariant; an empty list means the store is consistent.
     pub fn check_consistency(&self) -> Result<Vec<Drift>, StoreError> {
         let mut drifts = Vec::new();
-        let mut headers: BTreeMap<(u32, u64), Header> = BTreeMap::new();
+        let mut deployments: BTreeMap<(u32, u64), Stored> = BTreeMap::new();
         for item in self.scan(&[key::DEPLOYMENT]) {
             let (k, v) = item?;
             if let Some(ids) = key::twin_contract(&k) {
-                headers.insert(ids, decode(&k, &v)?);
+                deployments.insert(ids, decode(&k, &v)?);
             }
         }
-        let mut workloads: BTreeMap<(u32, u64, String), Workload> = BTreeMap::new();
-        for item in self.scan(&[key::WORKLOAD]) {
-            let (k, v) = item?;
-            if let Some(ids) = key::twin_contract_name(&k) {
-                workloads.insert(ids, decode(&k, &v)?);
-            }
-        }
-        for ((twin, contract), header) in &headers {
-            for name in &header.workloads {
-                if !workloads.contains_key(&(*twin, *contract, name.clone())) {
-                    drifts.push(Drift::MissingWorkload(WorkloadId::new(*twin, *contract, name)));
-                }
-            }
-        }
-        for (twin, contract, name) in workloads.keys() {
-            let listed = headers.get(&(*twin, *contract)).is_some_and(|header| header.workloads.contains(name));
-            if !listed {
-                drifts.push(Drift::OrphanWorkload(WorkloadId::new(*twin, *contract, name)));
-            }
-        }
+        let workloads: BTreeMap<(u32, u64, String), &Workload> = deployments
+            .iter()
+            .flat_map(|((twin, contract), record)| {
+                record.workloads.iter().map(move |workload| ((*twin, *contract, workload.name.clone()), workload))
+            })
+            .collect();
         let mut registered: BTreeSet<(u32, String, u64)> = BTreeSet::new();
         for item in self.scan(&[key::SHARABLE]) {
             let (k, v) = item?;
@@ -128,8 +107,9 @@ impl Store {
         let mut reservations: BTreeMap<(u32, u64, String), ReservationRecord> = BTreeMap::new();
         for item in self.scan(&[key::RESERVATION]) {
             let (k, v) = item?;
-            if let Some(ids) = key::twin_contract_name(&k) {
-                reservations.insert(ids, decode(&k, &v)?);
+            if let Some((twin, contract)) = key::twin_contract(&k) {
+                let records: Reservations = decode(&k, &v)?;
+                reservations.extend(records.into_iter().map(|(name, record)| ((twin, contract, name), record)));
             }
         }
         for ((twin, contract, name), record) in &reservations {
@@ -156,7 +136,7 @@ impl Store {
             }
         }
         for (id, job) in self.jobs()? {
-            if !headers.contains_key(&(job.twin, job.contract)) {
+            if !deployments.contains_key(&(job.twin, job.contract)) {
                 drifts.push(Drift::OrphanJob { job: id.0, twin: job.twin, contract: job.contract });
             }
         }

@@ -1,21 +1,24 @@
-//! Key layout of the single sled tree. Every key starts with a one-byte table tag; numbers are
-//! big-endian so that keys sort by twin, then contract, then sequence.
+//! Key layout of the single sled tree (schema 2). Every key starts with a one-byte table tag; numbers
+//! are big-endian so that keys sort by twin, then contract, then sequence. A deployment's records are
+//! few and whole (one `D`, one `R`, one `H` per change), so creating one writes four keys, whatever the
+//! number of its workloads.
 //!
 //! | tag | key | value |
 //! |---|---|---|
 //! | `M` | name | store metadata (`schema`, `generation`, `job_seq`) |
-//! | `D` | twin, contract | deployment header (version, texts, signature requirement, workload names, log sequence) |
-//! | `W` | twin, contract, name | the active workload with its current result (the index of the current result) |
-//! | `H` | twin, contract, sequence | the append-only log of results (the whole workload at each step) |
+//! | `D` | twin, contract | the deployment: version, texts, signature requirement, its active workloads in order with their current results, log sequence |
+//! | `H` | twin, contract, sequence | the append-only log of results: each step, the whole of every workload it changed |
 //! | `S` | twin, name | sharable name registry: the contract that owns the name |
-//! | `R` | twin, contract, name | the reservation the ledger granted |
+//! | `R` | twin, contract | the reservations the ledger granted the deployment's workloads, by name |
 //! | `J` | sequence | a queued job |
 //! | `X` | twin, contract | a delete asked for and not done yet: its reason |
 //! | `C` | twin, contract, name | a failed workload whose cleanup failed: to be cleaned up again |
+//!
+//! Schema 1 also had `W` (twin, contract, name: an active workload), one `R` per workload (twin,
+//! contract, name) and one workload per `H`; `crate::migration` rewrites it.
 
 pub(crate) const META: u8 = b'M';
 pub(crate) const DEPLOYMENT: u8 = b'D';
-pub(crate) const WORKLOAD: u8 = b'W';
 pub(crate) const HISTORY: u8 = b'H';
 pub(crate) const SHARABLE: u8 = b'S';
 pub(crate) const RESERVATION: u8 = b'R';
@@ -43,7 +46,7 @@ pub(crate) fn twin_deployments(twin: u32) -> Vec<u8> {
     key
 }
 
-fn scoped(tag: u8, twin: u32, contract: u64) -> Vec<u8> {
+pub(crate) fn scoped(tag: u8, twin: u32, contract: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(32);
     key.push(tag);
     key.extend_from_slice(&twin.to_be_bytes());
@@ -51,16 +54,8 @@ fn scoped(tag: u8, twin: u32, contract: u64) -> Vec<u8> {
     key
 }
 
-pub(crate) fn workload(twin: u32, contract: u64, name: &str) -> Vec<u8> {
-    let mut key = scoped(WORKLOAD, twin, contract);
-    key.extend_from_slice(name.as_bytes());
-    key
-}
-
-pub(crate) fn reservation(twin: u32, contract: u64, name: &str) -> Vec<u8> {
-    let mut key = scoped(RESERVATION, twin, contract);
-    key.extend_from_slice(name.as_bytes());
-    key
+pub(crate) fn reservation(twin: u32, contract: u64) -> Vec<u8> {
+    scoped(RESERVATION, twin, contract)
 }
 
 pub(crate) fn deleting(twin: u32, contract: u64) -> Vec<u8> {
@@ -96,14 +91,14 @@ pub(crate) fn job(seq: u64) -> Vec<u8> {
     key
 }
 
-/// `(twin, contract)` of a `D`, `W`, `H`, `R`, `X` or `C` key.
+/// `(twin, contract)` of a `D`, `H`, `R`, `X` or `C` key.
 pub(crate) fn twin_contract(key: &[u8]) -> Option<(u32, u64)> {
     let twin = u32::from_be_bytes(key.get(1..5)?.try_into().ok()?);
     let contract = u64::from_be_bytes(key.get(5..13)?.try_into().ok()?);
     Some((twin, contract))
 }
 
-/// `(twin, contract, name)` of a `W` or `R` key.
+/// `(twin, contract, name)` of a `C` key (and of schema 1's `W` and `R` keys).
 pub(crate) fn twin_contract_name(key: &[u8]) -> Option<(u32, u64, String)> {
     let (twin, contract) = twin_contract(key)?;
     let name = String::from_utf8(key.get(13..)?.to_vec()).ok()?;

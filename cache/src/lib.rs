@@ -18,20 +18,23 @@
 //! - a crash at any instant leaves the state before or after each commit, never a mix;
 //! - a failed commit (disk full, I/O error) returns an error; reopen the store after one;
 //! - reading a workload's current state is one key lookup, whatever the length of its history;
-//! - a store of another schema version is refused at open, never reinterpreted;
+//! - a store of schema 1 is migrated at open by a rewrite swapped in by renames (a crash leaves the
+//!   old store or the new one); a store of another schema version is refused, never reinterpreted;
 //! - [`Store::check_consistency`] lists every broken invariant (half deployments, orphan jobs,
 //!   sharable-name mismatches, reservations that disagree with workload states).
 
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 
+mod compaction;
 mod consistency;
 mod error;
 mod job;
 mod key;
+mod migration;
 mod store;
 
 pub use consistency::{Drift, holds_capacity};
 pub use error::StoreError;
 pub use job::{Job, JobId, JobOp};
-pub use store::{Commit, Pending, SCHEMA_VERSION, Store, Txn};
+pub use store::{Commit, Pending, Prepared, SCHEMA_VERSION, Store, Txn};

@@ -3,7 +3,9 @@
 use crate::error::StoreError;
 use crate::job::{Job, JobId};
 use crate::key;
+use crate::{compaction, migration};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,31 +16,102 @@ use zos_types::{
     validate_name,
 };
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build reads and writes (a store of schema 1 is migrated at open).
+pub const SCHEMA_VERSION: u32 = 2;
 
-const SCHEMA: &str = "schema";
+pub(crate) const SCHEMA: &str = "schema";
 const GENERATION: &str = "generation";
 const JOB_SEQ: &str = "job_seq";
 
-/// What is kept per deployment besides its workloads.
+/// A deployment as stored under its `D` key: its own fields and its active workloads, in deployment
+/// order, each with its current result. Borrowed when encoded from a [`Deployment`], owned when read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Header {
+pub(crate) struct Record<'a> {
     pub(crate) version: u32,
-    pub(crate) metadata: String,
-    pub(crate) description: String,
-    pub(crate) signature_requirement: SignatureRequirement,
-    /// Active workload names, in deployment order.
-    pub(crate) workloads: Vec<String>,
+    pub(crate) metadata: Cow<'a, str>,
+    pub(crate) description: Cow<'a, str>,
+    pub(crate) signature_requirement: Cow<'a, SignatureRequirement>,
+    pub(crate) workloads: Cow<'a, [Workload]>,
     /// Next sequence number of the result log.
     pub(crate) next_seq: u64,
+}
+
+/// A record as read from the store.
+pub(crate) type Stored = Record<'static>;
+
+impl Record<'_> {
+    fn workload(&self, name: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|workload| workload.name == name)
+    }
+
+    fn deployment(self, twin: u32, contract: u64) -> Deployment {
+        Deployment {
+            version: self.version,
+            twin_id: twin,
+            contract_id: contract,
+            metadata: self.metadata.into_owned(),
+            description: self.description.into_owned(),
+            expiration: Timestamp::default(),
+            signature_requirement: self.signature_requirement.into_owned(),
+            workloads: self.workloads.into_owned(),
+        }
+    }
+}
+
+/// The reservations of one deployment's workloads, by name, as stored under its `R` key.
+pub(crate) type Reservations = BTreeMap<String, ReservationRecord>;
+
+/// A new deployment checked and encoded for the store ahead of its change, so that the work is done
+/// by the caller's thread rather than while holding the writer ([`Txn::create_prepared`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    twin: u32,
+    contract: u64,
+    record: Vec<u8>,
+    log: Vec<u8>,
+    sharable: Vec<String>,
+}
+
+impl Prepared {
+    /// Checks the deployment's workloads (valid names, each once, valid results) and encodes its
+    /// records.
+    pub fn new(deployment: &Deployment) -> Result<Prepared, StoreError> {
+        let mut names = std::collections::BTreeSet::new();
+        for workload in &deployment.workloads {
+            validate_name(&workload.name).map_err(StoreError::Invalid)?;
+            workload.result.validate().map_err(StoreError::Invalid)?;
+            if !names.insert(workload.name.as_str()) {
+                return Err(StoreError::WorkloadExists(workload.name.clone()));
+            }
+        }
+        let record = Record {
+            version: deployment.version,
+            metadata: Cow::Borrowed(&deployment.metadata),
+            description: Cow::Borrowed(&deployment.description),
+            signature_requirement: Cow::Borrowed(&deployment.signature_requirement),
+            workloads: Cow::Borrowed(&deployment.workloads),
+            next_seq: 2,
+        };
+        Ok(Prepared {
+            twin: deployment.twin_id,
+            contract: deployment.contract_id,
+            record: encode(&record),
+            log: encode(&deployment.workloads),
+            sharable: deployment
+                .workloads
+                .iter()
+                .filter(|workload| workload.kind().is_sharable())
+                .map(|workload| workload.name.clone())
+                .collect(),
+        })
+    }
 }
 
 /// How long `open` waits for the engine's file lock: sled releases it from a background thread a
 /// moment after the previous handle in the same process is dropped.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn open_engine(path: &Path) -> Result<sled::Db, StoreError> {
+pub(crate) fn open_engine(path: &Path) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new().path(path).open() {
@@ -71,113 +144,6 @@ fn restrict(path: &Path) -> Result<(), StoreError> {
             std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
         }
     }
-    Ok(())
-}
-
-/// A store smaller than this on disk is never compacted.
-const COMPACT_FLOOR: u64 = 32 << 20;
-
-/// A store is compacted at open when its files take more than this many times what it holds.
-const COMPACT_RATIO: u64 = 4;
-
-/// Bytes the files under `path` take on disk.
-fn disk_usage(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0u64;
-    let mut dirs = vec![path.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            match entry.metadata() {
-                Ok(meta) if meta.is_dir() => dirs.push(entry.path()),
-                Ok(meta) => total = total.saturating_add(meta.blocks().saturating_mul(512)),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-/// Finishes or undoes a compaction a crash interrupted: the fresh copy replaces the store only by a
-/// rename, so at any instant either the store or its complete fresh copy is there.
-fn recover_compaction(path: &Path) -> Result<(), StoreError> {
-    let fresh = sibling(path, ".compact");
-    let old = sibling(path, ".old");
-    if !path.exists() && fresh.exists() && old.exists() {
-        std::fs::rename(&fresh, path)?;
-    }
-    for leftover in [fresh, old] {
-        if leftover.exists() && path.exists() {
-            std::fs::remove_dir_all(leftover)?;
-        }
-    }
-    Ok(())
-}
-
-/// sled 0.34 does not give back the space of deleted records: a store whose files take more than
-/// `COMPACT_RATIO` times what it holds (and more than `COMPACT_FLOOR`) is copied record by record into
-/// a fresh directory, made durable, and swapped in by renames. A compaction that fails (a full disk)
-/// leaves the store as it was.
-fn compact_if_bloated(path: &Path) -> Result<(), StoreError> {
-    recover_compaction(path)?;
-    let on_disk = disk_usage(path);
-    if !path.join("db").exists() || on_disk < COMPACT_FLOOR {
-        return Ok(());
-    }
-    let live = {
-        let db = open_engine(path)?;
-        let tree = db.open_tree("zos")?;
-        let mut live = 0u64;
-        for record in tree.iter() {
-            let (key, value) = record?;
-            live = live.saturating_add(u64::try_from(key.len().saturating_add(value.len())).unwrap_or(u64::MAX));
-        }
-        live
-    };
-    if on_disk <= live.saturating_mul(COMPACT_RATIO) {
-        return Ok(());
-    }
-    let fresh = sibling(path, ".compact");
-    let copied = (|| -> Result<(), StoreError> {
-        if fresh.exists() {
-            std::fs::remove_dir_all(&fresh)?;
-        }
-        let from = open_engine(path)?;
-        let from = from.open_tree("zos")?;
-        let to = open_engine(&fresh)?;
-        let tree = to.open_tree("zos")?;
-        let mut batch = sled::Batch::default();
-        let mut pending = 0usize;
-        for record in from.iter() {
-            let (key, value) = record?;
-            pending = pending.saturating_add(value.len());
-            batch.insert(key, value);
-            if pending > 8 << 20 {
-                tree.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
-            }
-        }
-        tree.apply_batch(batch)?;
-        to.flush()?;
-        File::open(fresh.join("db"))?.sync_all()?;
-        Ok(())
-    })();
-    if let Err(err) = copied {
-        let _ = std::fs::remove_dir_all(&fresh);
-        return Err(err);
-    }
-    let old = sibling(path, ".old");
-    std::fs::rename(path, &old)?;
-    std::fs::rename(&fresh, path)?;
-    if let Some(parent) = path.parent() {
-        File::open(parent)?.sync_all()?;
-    }
-    std::fs::remove_dir_all(old)?;
     Ok(())
 }
 
@@ -224,7 +190,7 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
         .map_err(|err| StoreError::Corrupt { key: key::printable(key), message: err.to_string() })
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Our records are plain structs with string keys: encoding cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
@@ -234,10 +200,12 @@ impl Store {
     /// refused, never reinterpreted.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
-        if let Err(err) = compact_if_bloated(&path) {
+        compaction::recover(&path)?;
+        if let Err(err) = compaction::compact_if_bloated(&path) {
             // The store itself is untouched: open it as it is, only larger than it needs to be.
             tracing::warn!(store = %path.display(), "compaction failed, the store stays as it is: {err}");
         }
+        migration::migrate(&path)?;
         restrict(&path)?;
         let db = open_engine(&path)?;
         restrict(&path)?;
@@ -365,33 +333,14 @@ impl Store {
 
     /// A deployment with its active workloads (in deployment order) and their current results.
     pub fn get(&self, twin: u32, contract: u64) -> Result<Deployment, StoreError> {
-        let header: Header = self.read(&key::deployment(twin, contract))?.ok_or(StoreError::DeploymentNotExists)?;
-        let workloads = header
-            .workloads
-            .iter()
-            .map(|name| {
-                let key = key::workload(twin, contract, name);
-                self.read::<Workload>(&key)?.ok_or_else(|| StoreError::Corrupt {
-                    key: key::printable(&key),
-                    message: "workload named by its deployment is missing".into(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Deployment {
-            version: header.version,
-            twin_id: twin,
-            contract_id: contract,
-            metadata: header.metadata,
-            description: header.description,
-            expiration: Timestamp::default(),
-            signature_requirement: header.signature_requirement,
-            workloads,
-        })
+        let record: Stored = self.read(&key::deployment(twin, contract))?.ok_or(StoreError::DeploymentNotExists)?;
+        Ok(record.deployment(twin, contract))
     }
 
     /// The current state of an active workload: one read, whatever the length of its history.
     pub fn current(&self, twin: u32, contract: u64, name: &str) -> Result<Workload, StoreError> {
-        self.read(&key::workload(twin, contract, name))?.ok_or(StoreError::WorkloadNotExist)
+        let record: Stored = self.read(&key::deployment(twin, contract))?.ok_or(StoreError::WorkloadNotExist)?;
+        record.workload(name).cloned().ok_or(StoreError::WorkloadNotExist)
     }
 
     /// The whole result log of a deployment, oldest first.
@@ -399,7 +348,12 @@ impl Store {
         if !self.tree.contains_key(key::deployment(twin, contract))? {
             return Err(StoreError::DeploymentNotExists);
         }
-        self.scan(&key::history_prefix(twin, contract)).map(|item| item.and_then(|(k, v)| decode(&k, &v))).collect()
+        let mut changes = Vec::new();
+        for item in self.scan(&key::history_prefix(twin, contract)) {
+            let (k, v) = item?;
+            changes.extend(decode::<Vec<Workload>>(&k, &v)?);
+        }
+        Ok(changes)
     }
 
     /// Twins with at least one deployment, ascending.
@@ -425,21 +379,24 @@ impl Store {
 
     /// Every stored reservation, to rebuild the ledger exactly at start.
     pub fn reservations(&self) -> Result<Vec<(WorkloadId, ReservationRecord)>, StoreError> {
-        self.scan(&[key::RESERVATION])
-            .map(|item| {
-                let (k, v) = item?;
-                let (twin, contract, name) = key::twin_contract_name(&k).ok_or_else(|| StoreError::Corrupt {
-                    key: key::printable(&k),
-                    message: "bad reservation key".into(),
-                })?;
-                Ok((WorkloadId::new(twin, contract, &name), decode(&k, &v)?))
-            })
-            .collect()
+        let mut reservations = Vec::new();
+        for item in self.scan(&[key::RESERVATION]) {
+            let (k, v) = item?;
+            let (twin, contract) = key::twin_contract(&k).ok_or_else(|| StoreError::Corrupt {
+                key: key::printable(&k),
+                message: "bad reservation key".into(),
+            })?;
+            let records: Reservations = decode(&k, &v)?;
+            reservations
+                .extend(records.into_iter().map(|(name, record)| (WorkloadId::new(twin, contract, &name), record)));
+        }
+        Ok(reservations)
     }
 
     /// The reservation of one workload.
     pub fn reservation(&self, twin: u32, contract: u64, name: &str) -> Result<Option<ReservationRecord>, StoreError> {
-        self.read(&key::reservation(twin, contract, name))
+        let records: Option<Reservations> = self.read(&key::reservation(twin, contract))?;
+        Ok(records.and_then(|mut records| records.remove(name)))
     }
 
     /// The oldest queued job, without removing it (at-least-once: acknowledge it when done).
@@ -574,14 +531,19 @@ impl<'a> Txn<'a> {
         Ok(keys.into_iter().collect())
     }
 
-    fn header(&self, twin: u32, contract: u64) -> Result<Header, StoreError> {
+    fn stored(&self, twin: u32, contract: u64) -> Result<Stored, StoreError> {
         self.get(&key::deployment(twin, contract))?.ok_or(StoreError::DeploymentNotExists)
     }
 
-    fn append_log(&mut self, twin: u32, contract: u64, header: &mut Header, workload: &Workload) {
-        let seq = header.next_seq;
-        header.next_seq = seq.saturating_add(1);
-        self.put(key::history(twin, contract, seq), workload);
+    fn put_stored(&mut self, twin: u32, contract: u64, record: &Stored) {
+        self.put(key::deployment(twin, contract), record);
+    }
+
+    /// Appends one step to the deployment's result log: the whole of each workload it changed.
+    fn append_log(&mut self, twin: u32, contract: u64, record: &mut Stored, workloads: &[Workload]) {
+        let seq = record.next_seq;
+        record.next_seq = seq.saturating_add(1);
+        self.put(key::history(twin, contract, seq), &workloads);
     }
 
     fn check_result(result: &WorkloadResult) -> Result<(), StoreError> {
@@ -589,13 +551,10 @@ impl<'a> Txn<'a> {
     }
 
     /// Registers a sharable name, failing with ZOS's conflict error when another contract holds it.
-    fn claim_sharable(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
-        if !workload.kind().is_sharable() {
-            return Ok(());
-        }
-        let key = key::sharable(twin, &workload.name);
+    fn claim_sharable(&mut self, twin: u32, contract: u64, name: &str) -> Result<(), StoreError> {
+        let key = key::sharable(twin, name);
         match self.get::<u64>(&key)? {
-            Some(owner) if owner != contract => Err(StoreError::DeploymentConflict(workload.name.clone())),
+            Some(owner) if owner != contract => Err(StoreError::DeploymentConflict(name.to_string())),
             _ => {
                 self.put(key, &contract);
                 Ok(())
@@ -603,67 +562,63 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// Stores a new deployment with all its workloads (each with a valid result, normally `init`) and
-    /// registers its sharable names. ZOS's `Create`: `exists` or `conflict` leave nothing behind.
-    pub fn create(&mut self, deployment: &Deployment) -> Result<(), StoreError> {
-        let (twin, contract) = (deployment.twin_id, deployment.contract_id);
-        if self.get_raw(&key::deployment(twin, contract))?.is_some() {
-            return Err(StoreError::DeploymentExists);
+    /// Frees a sharable workload's name, if its contract holds it.
+    fn free_sharable(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
+        let key = key::sharable(twin, &workload.name);
+        if workload.kind().is_sharable() && self.get::<u64>(&key)? == Some(contract) {
+            self.remove(key);
         }
-        let mut header = Header {
-            version: deployment.version,
-            metadata: deployment.metadata.clone(),
-            description: deployment.description.clone(),
-            signature_requirement: deployment.signature_requirement.clone(),
-            workloads: Vec::new(),
-            next_seq: 1,
-        };
-        for workload in &deployment.workloads {
-            self.add_to(twin, contract, &mut header, workload)?;
-        }
-        self.put(key::deployment(twin, contract), &header);
         Ok(())
     }
 
-    fn add_to(&mut self, twin: u32, contract: u64, header: &mut Header, workload: &Workload) -> Result<(), StoreError> {
-        validate_name(&workload.name).map_err(StoreError::Invalid)?;
-        Self::check_result(&workload.result)?;
-        if header.workloads.contains(&workload.name) {
-            return Err(StoreError::WorkloadExists(workload.name.clone()));
+    /// Stores a new deployment with all its workloads (each with a valid result, normally `init`) and
+    /// registers its sharable names. ZOS's `Create`: `exists` or `conflict` leave nothing behind.
+    pub fn create(&mut self, deployment: &Deployment) -> Result<(), StoreError> {
+        self.create_prepared(Prepared::new(deployment)?)
+    }
+
+    /// [`Txn::create`] of a deployment checked and encoded beforehand.
+    pub fn create_prepared(&mut self, prepared: Prepared) -> Result<(), StoreError> {
+        let Prepared { twin, contract, record, log, sharable } = prepared;
+        if self.get_raw(&key::deployment(twin, contract))?.is_some() {
+            return Err(StoreError::DeploymentExists);
         }
-        self.claim_sharable(twin, contract, workload)?;
-        header.workloads.push(workload.name.clone());
-        self.put(key::workload(twin, contract, &workload.name), workload);
-        self.append_log(twin, contract, header, workload);
+        for name in &sharable {
+            self.claim_sharable(twin, contract, name)?;
+        }
+        self.stage(key::deployment(twin, contract), Some(record));
+        self.stage(key::history(twin, contract, 1), Some(log));
         Ok(())
     }
 
     /// Adds a workload to an existing deployment (ZOS's `Add`).
     pub fn add_workload(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
-        let mut header = self.header(twin, contract)?;
-        self.add_to(twin, contract, &mut header, workload)?;
-        self.put(key::deployment(twin, contract), &header);
+        let mut record = self.stored(twin, contract)?;
+        validate_name(&workload.name).map_err(StoreError::Invalid)?;
+        Self::check_result(&workload.result)?;
+        if record.workload(&workload.name).is_some() {
+            return Err(StoreError::WorkloadExists(workload.name.clone()));
+        }
+        if workload.kind().is_sharable() {
+            self.claim_sharable(twin, contract, &workload.name)?;
+        }
+        self.append_log(twin, contract, &mut record, std::slice::from_ref(workload));
+        record.workloads.to_mut().push(workload.clone());
+        self.put_stored(twin, contract, &record);
         Ok(())
     }
 
     /// Takes a workload out of the active set and frees its sharable name; its log stays (ZOS's `Remove`).
     /// Removing a name that is not active does nothing.
     pub fn remove_workload(&mut self, twin: u32, contract: u64, name: &str) -> Result<(), StoreError> {
-        let mut header = self.header(twin, contract)?;
-        let Some(pos) = header.workloads.iter().position(|it| it == name) else {
+        let mut record = self.stored(twin, contract)?;
+        let Some(pos) = record.workloads.iter().position(|it| it.name == name) else {
             return Ok(());
         };
-        header.workloads.remove(pos);
+        let workload = record.workloads.to_mut().remove(pos);
         self.remove(key::cleanup(twin, contract, name));
-        let key = key::workload(twin, contract, name);
-        if let Some(workload) = self.get::<Workload>(&key)?
-            && workload.kind().is_sharable()
-            && self.get::<u64>(&key::sharable(twin, name))? == Some(contract)
-        {
-            self.remove(key::sharable(twin, name));
-        }
-        self.remove(key);
-        self.put(key::deployment(twin, contract), &header);
+        self.free_sharable(twin, contract, &workload)?;
+        self.put_stored(twin, contract, &record);
         Ok(())
     }
 
@@ -671,63 +626,61 @@ impl<'a> Txn<'a> {
     /// appended to the log, and becomes the current one unless its state is `unchanged`.
     pub fn record(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
         Self::check_result(&workload.result)?;
-        let key = key::workload(twin, contract, &workload.name);
-        let stored: Workload = self.get(&key)?.ok_or(StoreError::WorkloadNotExist)?;
-        if stored.kind() != workload.kind() {
-            return Err(StoreError::InvalidWorkloadType { stored: stored.kind(), got: workload.kind() });
+        let mut record = self.get::<Stored>(&key::deployment(twin, contract))?.ok_or(StoreError::WorkloadNotExist)?;
+        let pos =
+            record.workloads.iter().position(|it| it.name == workload.name).ok_or(StoreError::WorkloadNotExist)?;
+        let stored = record.workloads[pos].kind();
+        if stored != workload.kind() {
+            return Err(StoreError::InvalidWorkloadType { stored, got: workload.kind() });
         }
-        let mut header = self.header(twin, contract)?;
-        self.append_log(twin, contract, &mut header, workload);
-        self.put(key::deployment(twin, contract), &header);
+        self.append_log(twin, contract, &mut record, std::slice::from_ref(workload));
         if workload.result.state != ResultState::Unchanged {
-            self.put(key, workload);
+            record.workloads.to_mut()[pos] = workload.clone();
         }
+        self.put_stored(twin, contract, &record);
         Ok(())
     }
 
     /// Updates the deployment's own fields (version, texts, signature requirement).
     pub fn update_header(&mut self, deployment: &Deployment) -> Result<(), StoreError> {
         let (twin, contract) = (deployment.twin_id, deployment.contract_id);
-        let mut header = self.header(twin, contract)?;
-        header.version = deployment.version;
-        header.metadata = deployment.metadata.clone();
-        header.description = deployment.description.clone();
-        header.signature_requirement = deployment.signature_requirement.clone();
-        self.put(key::deployment(twin, contract), &header);
+        let mut record = self.stored(twin, contract)?;
+        record.version = deployment.version;
+        record.metadata = Cow::Owned(deployment.metadata.clone());
+        record.description = Cow::Owned(deployment.description.clone());
+        record.signature_requirement = Cow::Owned(deployment.signature_requirement.clone());
+        self.put_stored(twin, contract, &record);
         Ok(())
     }
 
-    /// Appends an `error` result with `message` to every active workload (ZOS's `Error`).
+    /// Appends an `error` result with `message` to every active workload (ZOS's `Error`), as one step
+    /// of the log.
     pub fn error(&mut self, twin: u32, contract: u64, message: &str, created: Timestamp) -> Result<(), StoreError> {
-        let header = self.header(twin, contract)?;
-        for name in &header.workloads {
-            let mut workload =
-                self.get::<Workload>(&key::workload(twin, contract, name))?.ok_or(StoreError::WorkloadNotExist)?;
+        let mut record = self.stored(twin, contract)?;
+        let mut workloads = std::mem::take(&mut record.workloads).into_owned();
+        for workload in &mut workloads {
             workload.result = WorkloadResult {
                 created,
                 state: ResultState::Error,
                 error: message.to_string(),
                 data: serde_json::Value::Null,
             };
-            self.record(twin, contract, &workload)?;
         }
+        self.append_log(twin, contract, &mut record, &workloads);
+        record.workloads = Cow::Owned(workloads);
+        self.put_stored(twin, contract, &record);
         Ok(())
     }
 
     /// Deletes a deployment with its log, its sharable names, its reservations and any job still queued
     /// for it, so that no job outlives its deployment (ZOS's `Delete`).
     pub fn delete(&mut self, twin: u32, contract: u64) -> Result<(), StoreError> {
-        let header = self.header(twin, contract)?;
-        for name in &header.workloads {
-            self.remove_workload(twin, contract, name)?;
-            self.remove(key::reservation(twin, contract, name));
+        let record = self.stored(twin, contract)?;
+        for workload in record.workloads.iter() {
+            self.remove(key::cleanup(twin, contract, &workload.name));
+            self.free_sharable(twin, contract, workload)?;
         }
         for k in self.keys_with_prefix(&key::history_prefix(twin, contract))? {
-            self.remove(k);
-        }
-        let mut reservations = key::deployment(twin, contract);
-        reservations[0] = key::RESERVATION;
-        for k in self.keys_with_prefix(&reservations)? {
             self.remove(k);
         }
         for k in self.keys_with_prefix(&[key::JOB])? {
@@ -737,6 +690,7 @@ impl<'a> Txn<'a> {
                 self.remove(k);
             }
         }
+        self.remove(key::reservation(twin, contract));
         self.remove(key::deployment(twin, contract));
         self.remove(key::deleting(twin, contract));
         Ok(())
@@ -761,14 +715,48 @@ impl<'a> Txn<'a> {
         self.put(key::deleting(twin, contract), &reason);
     }
 
+    fn reservations(&self, twin: u32, contract: u64) -> Result<Reservations, StoreError> {
+        Ok(self.get(&key::reservation(twin, contract))?.unwrap_or_default())
+    }
+
+    fn put_reservations(&mut self, twin: u32, contract: u64, records: &Reservations) {
+        match records.is_empty() {
+            true => self.remove(key::reservation(twin, contract)),
+            false => self.put(key::reservation(twin, contract), records),
+        }
+    }
+
     /// Keeps what the ledger granted a workload.
-    pub fn reserve(&mut self, twin: u32, contract: u64, name: &str, record: &ReservationRecord) {
-        self.put(key::reservation(twin, contract, name), record);
+    pub fn reserve(
+        &mut self,
+        twin: u32,
+        contract: u64,
+        name: &str,
+        record: &ReservationRecord,
+    ) -> Result<(), StoreError> {
+        self.reserve_all(twin, contract, [(name.to_string(), record.clone())])
+    }
+
+    /// Keeps what the ledger granted several workloads of a deployment, by name.
+    pub fn reserve_all(
+        &mut self,
+        twin: u32,
+        contract: u64,
+        records: impl IntoIterator<Item = (String, ReservationRecord)>,
+    ) -> Result<(), StoreError> {
+        let mut stored = self.reservations(twin, contract)?;
+        stored.extend(records);
+        self.put_reservations(twin, contract, &stored);
+        Ok(())
     }
 
     /// Forgets a workload's reservation (idempotent).
-    pub fn release(&mut self, twin: u32, contract: u64, name: &str) {
-        self.remove(key::reservation(twin, contract, name));
+    pub fn release(&mut self, twin: u32, contract: u64, name: &str) -> Result<(), StoreError> {
+        let mut stored = self.reservations(twin, contract)?;
+        if stored.remove(name).is_some() {
+            self.put_reservations(twin, contract, &stored);
+        }
+        Ok(())
     }
 
     /// Queues a job; it becomes visible, with everything else of this change, at commit.

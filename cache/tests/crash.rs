@@ -89,7 +89,7 @@ fn act(store: &Store, ledger: &mut Ledger, rng: &mut Rng) -> bool {
                 let id = dl.workload_id(&wl.name);
                 if ledger.admit(&id, wl).is_admit() {
                     let record = ledger.record(ledger.reservation(&id).expect("admitted"));
-                    txn.reserve(twin, contract, &wl.name, &record);
+                    txn.reserve(twin, contract, &wl.name, &record).expect("reserve");
                     admitted.push(id);
                 } else {
                     return false; // not an atomic-policy test: skip deployments that do not fit whole
@@ -128,7 +128,7 @@ fn act(store: &Store, ledger: &mut Ledger, rng: &mut Rng) -> bool {
             let mut txn = store.begin();
             txn.update_header(&dl).expect("header");
             txn.add_workload(twin, contract, &wl).expect("add");
-            txn.reserve(twin, contract, &wl.name, &record);
+            txn.reserve(twin, contract, &wl.name, &record).expect("reserve");
             txn.enqueue(&Job { op: JobOp::Update, twin, contract, reason: String::new(), remove: Vec::new() })
                 .expect("enqueue");
             if txn.commit().is_err() {
@@ -166,7 +166,7 @@ fn act(store: &Store, ledger: &mut Ledger, rng: &mut Rng) -> bool {
                             };
                             txn.record(job.twin, job.contract, &wl).expect("record");
                             if failed {
-                                txn.release(job.twin, job.contract, &wl.name);
+                                txn.release(job.twin, job.contract, &wl.name).expect("release");
                                 released.push(dl.workload_id(&wl.name));
                             }
                         }

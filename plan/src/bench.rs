@@ -100,14 +100,11 @@ fn store_deployment(contract: u64) -> zos_types::Deployment {
 fn commit_deployment(txn: &mut zos_cache::Txn<'_>, contract: u64, with_job: bool) -> anyhow::Result<()> {
     let dl = store_deployment(contract);
     txn.create(&dl)?;
-    for wl in &dl.workloads {
-        txn.reserve(
-            dl.twin_id,
-            contract,
-            &wl.name,
-            &ReservationRecord { capacity: wl.capacity(), ..Default::default() },
-        );
-    }
+    let records = dl
+        .workloads
+        .iter()
+        .map(|wl| (wl.name.clone(), ReservationRecord { capacity: wl.capacity(), ..Default::default() }));
+    txn.reserve_all(dl.twin_id, contract, records)?;
     if with_job {
         txn.enqueue(&Job {
             op: JobOp::Provision,

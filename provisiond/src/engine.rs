@@ -11,7 +11,7 @@ use crate::door::{Door, Reply};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
-use zos_cache::{Commit, Job, JobId, JobOp, Store, StoreError};
+use zos_cache::{Commit, Job, JobId, JobOp, Prepared, Store, StoreError};
 use zos_interfaces::provision::{Counters, StateChange, UsersCounters};
 use zos_planner::order::{failed_dependencies, install_order, uninstall_order};
 use zos_planner::{Ledger, Undo, WorkloadVerdict};
@@ -111,11 +111,12 @@ type Retried = (u32, u64, bool);
 /// Attempts so far, and when the next is due (seconds).
 type Backoff = (u32, i64);
 
-/// A create that passed validation and the signature check, waiting at the door.
+/// A create that passed validation and the signature check, waiting at the door with its records
+/// encoded (by the caller's thread, not the decider's).
 struct Create {
     twin: u32,
     deployment: Deployment,
-    now: Timestamp,
+    prepared: Prepared,
 }
 
 /// The door's answer to a create.
@@ -238,14 +239,18 @@ impl<K: KeyGetter> Engine<K> {
 
     /// `CreateOrUpdate` for a new deployment: validate, verify, admit at the door, then store the
     /// deployment, its reservations and its job in one durable commit.
-    pub fn create(&self, twin: u32, deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
+    pub fn create(&self, twin: u32, mut deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
         self.check_request(twin, &deployment)?;
         if deployment.version != 0 {
             return Err(EngineError::Invalid(
                 "expected version to be 0 on deployment creation: invalid version".into(),
             ));
         }
-        let create = Create { twin, deployment, now };
+        for workload in &mut deployment.workloads {
+            workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
+        }
+        let prepared = Prepared::new(&deployment)?;
+        let create = Create { twin, deployment, prepared };
         let decision = self
             .door
             .submit(create, |batch| self.decide_creates(batch))
@@ -267,28 +272,25 @@ impl<K: KeyGetter> Engine<K> {
         let mut ledger = self.deciding_ledger();
         let mut txn = self.store.begin();
         let mut accepted = Vec::new();
-        for (Create { twin, mut deployment, now }, reply) in batch {
+        for (Create { twin, deployment, prepared }, reply) in batch {
             // `create` validated it before the signature check.
             let (verdicts, undo) = ledger.admit_whole_validated(&deployment);
             if verdicts.iter().any(|it| !it.verdict.is_admit()) {
                 reply.send(Decision::Refused(verdicts));
                 continue;
             }
-            for workload in &mut deployment.workloads {
-                workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
-            }
+            let contract = deployment.contract_id;
             let staged = txn.unit(|txn| {
-                txn.create(&deployment)?;
-                for workload in &deployment.workloads {
-                    let id = deployment.workload_id(&workload.name);
-                    if let Some(reservation) = ledger.reservation(&id) {
-                        txn.reserve(twin, deployment.contract_id, &workload.name, &ledger.record(reservation));
-                    }
-                }
+                txn.create_prepared(prepared)?;
+                let records = deployment.workloads.iter().filter_map(|workload| {
+                    let reservation = ledger.reservation(&deployment.workload_id(&workload.name))?;
+                    Some((workload.name.clone(), ledger.record(reservation)))
+                });
+                txn.reserve_all(twin, contract, records)?;
                 txn.enqueue(&Job {
                     op: JobOp::Provision,
                     twin,
-                    contract: deployment.contract_id,
+                    contract,
                     reason: String::new(),
                     remove: Vec::new(),
                 })
@@ -411,7 +413,7 @@ impl<K: KeyGetter> Engine<K> {
                     txn.record(twin, contract, &workload)?;
                 }
                 if let Some(reservation) = ledger.reservation(&new.workload_id(&workload.name)) {
-                    txn.reserve(twin, contract, &workload.name, &ledger.record(reservation));
+                    txn.reserve(twin, contract, &workload.name, &ledger.record(reservation))?;
                 }
             }
             let job = Job { op: JobOp::Update, twin, contract, reason: String::new(), remove: upgrade.to_remove };
@@ -626,7 +628,7 @@ impl<K: KeyGetter> Engine<K> {
             }
             txn.cleaned(twin, contract, &workload.name);
             if let Some(id) = id {
-                txn.release(twin, contract, &workload.name);
+                txn.release(twin, contract, &workload.name)?;
                 released.push(id);
             }
         }
@@ -742,16 +744,17 @@ impl<K: KeyGetter> Engine<K> {
         (twin, contract): (u32, u64),
         id: &WorkloadId,
         previous: &Workload,
-    ) {
-        let Some(update) = ledger.reservation(id).cloned() else { return };
+    ) -> Result<(), EngineError> {
+        let Some(update) = ledger.reservation(id).cloned() else { return Ok(()) };
         if ledger.admit(id, previous).is_admit() {
             if let Some(reservation) = ledger.reservation(id) {
-                txn.reserve(twin, contract, &previous.name, &ledger.record(reservation));
+                txn.reserve(twin, contract, &previous.name, &ledger.record(reservation))?;
             }
         } else {
             tracing::error!(%id, "the old version cannot be held again; the update's reservation stays");
             ledger.restore(id, update);
         }
+        Ok(())
     }
 
     async fn install(
@@ -831,7 +834,7 @@ impl<K: KeyGetter> Engine<K> {
                     // A failed update: the old resource still exists and keeps what it holds (ZOS
                     // records the workload `unchanged`, with its old data).
                     Some(previous) => {
-                        self.keep_previous(&mut serialized, &mut txn, (twin, contract), &id, &previous);
+                        self.keep_previous(&mut serialized, &mut txn, (twin, contract), &id, &previous)?;
                         txn.record(twin, contract, &previous)?;
                         let mut unchanged = previous.clone();
                         unchanged.result = result(ResultState::Unchanged, message, previous.result.data.clone(), now);
@@ -840,7 +843,7 @@ impl<K: KeyGetter> Engine<K> {
                         continue;
                     }
                     None if gone => {
-                        txn.release(twin, contract, &workload.name);
+                        txn.release(twin, contract, &workload.name)?;
                         released.push(id);
                         result(ResultState::Error, message, serde_json::Value::Null, now)
                     }
@@ -1002,7 +1005,7 @@ impl<K: KeyGetter> Engine<K> {
             for workload in &recorded {
                 txn.record(twin, contract, workload)?;
                 if workload.result.state == ResultState::Deleted {
-                    txn.release(twin, contract, &workload.name);
+                    txn.release(twin, contract, &workload.name)?;
                     txn.remove_workload(twin, contract, &workload.name)?;
                 }
             }
