@@ -2,10 +2,11 @@
 //!
 //! Each caller queues its request. When no one is deciding, the caller becomes the decider: it takes
 //! every queued request as one batch and decides them together (the engine admits each in turn and
-//! commits the admitted ones as one store change, so a batch shares one apply and one fsync), then
-//! takes the next batch, until its own request is answered; it then hands the door to the first caller
-//! still waiting. Nobody is woken but the callers answered and the next decider; no thread of its own
-//! is needed, and a request queued while a batch is decided is in the next one.
+//! applies the admitted ones as one store change), hands the door to the first caller still waiting,
+//! and only then finishes its batch (the engine waits for the batch's fsync and answers its callers).
+//! So the next batch is decided while this one's fsync runs, and its fsync shares the next one (group
+//! commit). Every caller is woken once, with its answer, or to decide; no thread of its own is needed,
+//! and a request queued while a batch is decided is in the next one.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, MutexGuard};
@@ -64,10 +65,16 @@ impl<R, A> Door<R, A> {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `request` and returns its answer. `decide` gets batches of queued requests, in the order
-    /// they came, and must answer each through its [`Reply`]. `None` when the request was dropped
-    /// unanswered (`decide` panicked or forgot it).
-    pub fn submit(&self, request: R, decide: impl Fn(Vec<(R, Reply<A>)>)) -> Option<A> {
+    /// Queues `request` and returns its answer. `decide` gets a batch of queued requests, in the order
+    /// they came; `finish` gets what it returned, once the door has gone to the next decider. Between
+    /// them they answer each request through its [`Reply`]. `None` when the request was dropped
+    /// unanswered (`decide` or `finish` panicked or forgot it).
+    pub fn submit<T>(
+        &self,
+        request: R,
+        decide: impl FnOnce(Vec<(R, Reply<A>)>) -> T,
+        finish: impl FnOnce(T),
+    ) -> Option<A> {
         // Room for the turn and the answer, so that a sender never blocks.
         let (sender, answers) = sync_channel(2);
         let decides = {
@@ -81,26 +88,20 @@ impl<R, A> Door<R, A> {
                 Message::Decide => {}
             }
         }
+        // Only the decider takes requests off the queue, and its own is there: it is in this batch.
         let turn = Turn(self);
-        loop {
-            let batch = std::mem::take(&mut self.lock().waiting);
-            if !batch.is_empty() {
-                decide(batch);
-            }
-            if let Some(answer) = Self::answered(&answers) {
-                drop(turn);
-                return answer;
-            }
-        }
+        let batch = std::mem::take(&mut self.lock().waiting);
+        let decided = decide(batch);
+        drop(turn);
+        finish(decided);
+        Self::answered(&answers)
     }
 
-    /// The decider's own answer, once a batch has given it (`Some(None)`: dropped unanswered).
-    fn answered(answers: &Receiver<Message<A>>) -> Option<Option<A>> {
+    /// The decider's own answer, which its batch gave (`None`: dropped unanswered).
+    fn answered(answers: &Receiver<Message<A>>) -> Option<A> {
         match answers.try_recv() {
-            Ok(Message::Decided(answer)) => Some(Some(answer)),
-            Ok(Message::Decide) => None,
-            Err(std::sync::mpsc::TryRecvError::Empty) => None,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(None),
+            Ok(Message::Decided(answer)) => Some(answer),
+            Ok(Message::Decide) | Err(_) => None,
         }
     }
 }
@@ -131,7 +132,7 @@ mod tests {
                 scope.spawn(move || {
                     for i in 0..200 {
                         let request = client * 1_000 + i;
-                        assert_eq!(door.submit(request, decide), Some(request * 2));
+                        assert_eq!(door.submit(request, decide, |()| ()), Some(request * 2));
                     }
                 });
             }
@@ -148,16 +149,46 @@ mod tests {
     fn a_panicking_decider_leaves_the_door_usable() {
         let door: Door<u64, u64> = Door::default();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            door.submit(1, |_batch| panic!("decide failed"));
+            door.submit(1, |_batch| panic!("decide failed"), |()| ());
         }));
         assert!(outcome.is_err());
-        assert_eq!(door.submit(2, |batch| batch.into_iter().for_each(|(r, reply)| reply.send(r + 1))), Some(3));
+        let answer = |batch: Vec<(u64, Reply<u64>)>| batch.into_iter().for_each(|(r, reply)| reply.send(r + 1));
+        assert_eq!(door.submit(2, answer, |()| ()), Some(3));
     }
 
-    /// A request that `decide` drops unanswered is `None`, not a hang.
+    /// A batch is finished (its fsync waited for, its callers answered) after the door went to the next
+    /// decider: the next batch is decided and answered meanwhile.
+    #[test]
+    fn the_next_batch_is_decided_while_one_finishes() {
+        let door: Door<u64, u64> = Door::default();
+        let (decided, first_decided) = std::sync::mpsc::channel();
+        let (answered, second_answered) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let door = &door;
+            let first = scope.spawn(move || {
+                let decide = |batch| {
+                    decided.send(()).expect("main waits");
+                    batch
+                };
+                let finish = |batch: Vec<(u64, Reply<u64>)>| {
+                    let second = second_answered.recv_timeout(std::time::Duration::from_secs(10));
+                    assert_eq!(second, Ok(20), "the second request is answered while the first finishes");
+                    batch.into_iter().for_each(|(r, reply)| reply.send(r * 10));
+                };
+                door.submit(1, decide, finish)
+            });
+            first_decided.recv().expect("first decided");
+            let decide = |batch: Vec<(u64, Reply<u64>)>| batch.into_iter().for_each(|(r, reply)| reply.send(r * 10));
+            answered.send(door.submit(2, decide, |()| ()).expect("answered")).expect("first waits");
+            assert_eq!(first.join().expect("first"), Some(10));
+        });
+    }
+
+    /// A request that `decide` or `finish` drops unanswered is `None`, not a hang.
     #[test]
     fn a_dropped_request_is_none() {
         let door: Door<u64, u64> = Door::default();
-        assert_eq!(door.submit(1, drop), None);
+        assert_eq!(door.submit(1, drop, |()| ()), None);
+        assert_eq!(door.submit(2, |batch| batch, drop), None);
     }
 }

@@ -121,12 +121,19 @@ struct Create {
 
 /// The door's answer to a create.
 enum Decision {
-    /// Applied to the store with its batch; durable once the commit is.
-    Accepted(JobId, Commit),
+    /// Stored with its batch, durably.
+    Accepted(JobId),
     /// It does not fit; nothing was stored and nothing waits.
     Refused(Vec<WorkloadVerdict>),
     /// Refused by the store (`exists`, `conflict`), or the batch's commit failed.
     Failed(EngineError),
+}
+
+/// A batch of creates applied to the store and not yet durable: its admitted callers, answered once
+/// the commit is.
+struct Applied {
+    commit: Commit,
+    accepted: Vec<(JobId, Reply<Decision>)>,
 }
 
 /// How far a twin request's timestamp may be from the node's clock, either way, in seconds.
@@ -253,13 +260,10 @@ impl<K: KeyGetter> Engine<K> {
         let create = Create { twin, deployment, prepared };
         let decision = self
             .door
-            .submit(create, |batch| self.decide_creates(batch))
+            .submit(create, |batch| self.decide_creates(batch), |applied| self.finish_creates(applied))
             .ok_or_else(|| EngineError::Internal("the create was dropped undecided".into()))?;
         match decision {
-            Decision::Accepted(job, commit) => {
-                self.store.wait(commit)?;
-                Ok(Outcome::Accepted(job))
-            }
+            Decision::Accepted(job) => Ok(Outcome::Accepted(job)),
             Decision::Refused(verdicts) => Ok(Outcome::Refused(verdicts)),
             Decision::Failed(err) => Err(err),
         }
@@ -267,8 +271,9 @@ impl<K: KeyGetter> Engine<K> {
 
     /// Decides a batch of creates in order, each admitted in place (no copy of the ledger) and taken
     /// back when refused; the admitted ones are staged as units of one store change, applied once,
-    /// whose fsync their callers share. A refusal is answered at once and waits for no fsync.
-    fn decide_creates(&self, batch: Vec<(Create, Reply<Decision>)>) {
+    /// whose fsync their callers share ([`Engine::finish_creates`]). A refusal is answered at once and
+    /// waits for no fsync.
+    fn decide_creates(&self, batch: Vec<(Create, Reply<Decision>)>) -> Option<Applied> {
         let mut ledger = self.deciding_ledger();
         let mut txn = self.store.begin();
         let mut accepted = Vec::new();
@@ -287,13 +292,7 @@ impl<K: KeyGetter> Engine<K> {
                     Some((workload.name.clone(), ledger.record(reservation)))
                 });
                 txn.reserve_all(twin, contract, records)?;
-                txn.enqueue(&Job {
-                    op: JobOp::Provision,
-                    twin,
-                    contract,
-                    reason: String::new(),
-                    remove: Vec::new(),
-                })
+                txn.enqueue(&Job { op: JobOp::Provision, twin, contract, reason: String::new(), remove: Vec::new() })
             });
             match staged {
                 Ok(job) => accepted.push((undo, job, reply)),
@@ -304,25 +303,42 @@ impl<K: KeyGetter> Engine<K> {
             }
         }
         if accepted.is_empty() {
-            return;
+            return None;
         }
         match txn.commit_deferred() {
-            Ok(pending) => {
-                drop(ledger);
-                let commit = pending.detach();
-                for (_, job, reply) in accepted {
-                    reply.send(Decision::Accepted(job, commit));
-                }
-            }
+            Ok(pending) => Some(Applied {
+                commit: pending.detach(),
+                accepted: accepted.into_iter().map(|(_, job, reply)| (job, reply)).collect(),
+            }),
             Err(err) => {
                 // Nothing of the batch was applied: every admission is taken back, newest first.
-                let mut first = Some(err);
-                for (undo, _, reply) in accepted.into_iter().rev() {
+                let replies = accepted.into_iter().rev().map(|(undo, _, reply)| {
                     ledger.undo(undo);
-                    let err = first.take().unwrap_or(StoreError::Poisoned);
-                    reply.send(Decision::Failed(err.into()));
-                }
+                    reply
+                });
+                Self::fail_all(err, replies);
+                None
             }
+        }
+    }
+
+    /// Answers a batch's admitted creates once its commit is durable (the next batch is decided
+    /// meanwhile, and its fsync shares the next one). When the fsync fails, nothing of the batch is
+    /// reported stored: the store is poisoned, and the daemon restarts from what is durable.
+    fn finish_creates(&self, applied: Option<Applied>) {
+        let Some(Applied { commit, accepted }) = applied else { return };
+        match self.store.wait(commit) {
+            Ok(()) => accepted.into_iter().for_each(|(job, reply)| reply.send(Decision::Accepted(job))),
+            Err(err) => Self::fail_all(err, accepted.into_iter().map(|(_, reply)| reply)),
+        }
+    }
+
+    /// Answers a batch whose commit failed: the first caller hears the error, the others that the
+    /// store is poisoned (the error is not `Clone`, and all of them lost the same commit).
+    fn fail_all(err: StoreError, replies: impl Iterator<Item = Reply<Decision>>) {
+        let mut first = Some(err);
+        for reply in replies {
+            reply.send(Decision::Failed(first.take().unwrap_or(StoreError::Poisoned).into()));
         }
     }
 
