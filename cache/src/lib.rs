@@ -20,7 +20,7 @@
 //! - reading a workload's current state is one key lookup, whatever the length of its history;
 //! - a store of schema 1 is migrated at open by a rewrite swapped in by renames (a crash leaves the
 //!   old store or the new one); a store of another schema version is refused, never reinterpreted;
-//! - [`Store::check_consistency`] lists every broken invariant (half deployments, orphan jobs,
+//! - [`Store::check_consistency`] lists every broken invariant (orphan jobs,
 //!   sharable-name mismatches, reservations that disagree with workload states).
 
 #![warn(missing_docs)]

@@ -43,9 +43,11 @@ fn reservation(wl: &Workload) -> ReservationRecord {
 }
 
 /// Deployment 1-10 (a zmount run to `ok` and a sharable network, three log steps) and 2-20 (one volume
-/// with a queued job), as schema 1 wrote them. `vm_missing` leaves out 1-10's `vm` workload record.
-fn write_schema_1(path: &std::path::Path, vm_missing: bool) {
-    let db = sled::open(path).expect("sled");
+/// with a queued job), as schema 1 wrote them, in a fresh directory. `vm_missing` leaves out 1-10's `vm` workload record.
+fn schema_1_store(vm_missing: bool) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state");
+    let db = sled::open(&path).expect("sled");
     let tree = db.open_tree("zos").expect("tree");
     let vm_init = workload("vm", "zmount", ResultState::Init, 1);
     let vm_ok = workload("vm", "zmount", ResultState::Ok, 2);
@@ -89,13 +91,12 @@ fn write_schema_1(path: &std::path::Path, vm_missing: bool) {
         tree.insert(key, value).expect("insert");
     }
     db.flush().expect("flush");
+    (dir, path)
 }
 
 #[test]
 fn schema_1_store_is_migrated_with_nothing_lost() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("state");
-    write_schema_1(&path, false);
+    let (dir, path) = schema_1_store(false);
     let store = Store::open(&path).expect("migrated");
     assert_eq!(SCHEMA_VERSION, 2);
     let dl = store.get(1, 10).expect("1-10");
@@ -143,9 +144,7 @@ fn schema_1_store_is_migrated_with_nothing_lost() {
 
 #[test]
 fn schema_1_store_that_cannot_be_migrated_is_left_as_it_was() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("state");
-    write_schema_1(&path, true);
+    let (dir, path) = schema_1_store(true);
     let err = Store::open(&path).expect_err("a deployment names a missing workload");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(!dir.path().join("state.compact").exists(), "the half copy is removed");
