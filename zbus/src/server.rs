@@ -26,6 +26,10 @@ pub const REPLY_TTL_SECS: i64 = 300;
 /// sets no limit). Larger frames are refused with the `too_large` code.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
+/// The most requests one pop takes from a queue (Redis 7's `BLMPOP ... COUNT`), bounded further by
+/// the free workers.
+const POP_BATCH: usize = 64;
+
 /// How often a queue left out of the pop because it holds a value of the wrong type is looked at again.
 const WRONG_TYPE_RECHECK: Duration = Duration::from_secs(2);
 
@@ -183,6 +187,40 @@ impl Server {
         self.stats.clone()
     }
 
+    /// A Redis older than 7.0 does not know `BLMPOP`; an ACL may forbid it.
+    fn refuses_blmpop(err: &redis::RedisError) -> bool {
+        match err.code() {
+            Some("ERR") => err.to_string().to_lowercase().contains("unknown command"),
+            Some("NOPERM") => true,
+            _ => false,
+        }
+    }
+
+    /// Waits up to a second for requests on the first of `queues` that has some, and takes up to
+    /// `count` of them, oldest first: `(queue, requests)`, or `None` when none came.
+    async fn pop(
+        conn: &mut MultiplexedConnection,
+        queues: &[&String],
+        count: usize,
+        multi_pop: &mut bool,
+    ) -> Result<Option<(String, Vec<Vec<u8>>)>, redis::RedisError> {
+        if *multi_pop {
+            let mut blmpop = redis::cmd("BLMPOP");
+            blmpop.arg(1).arg(queues.len()).arg(queues).arg("LEFT").arg("COUNT").arg(count);
+            match blmpop.query_async::<Option<(String, Vec<Vec<u8>>)>>(conn).await {
+                Err(err) if Self::refuses_blmpop(&err) => {
+                    tracing::info!("redis refuses BLMPOP ({err}): popping one request at a time");
+                    *multi_pop = false;
+                }
+                popped => return popped,
+            }
+        }
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg(queues).arg(1);
+        let popped = blpop.query_async::<Option<(String, Vec<u8>)>>(conn).await?;
+        Ok(popped.map(|(queue, bytes)| (queue, vec![bytes])))
+    }
+
     /// Serves until `shutdown` resolves. Redis outages are waited out with a backoff.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), redis::RedisError> {
         let client = redis::Client::open(self.url.as_str())?;
@@ -203,6 +241,9 @@ impl Server {
         let permits = Arc::new(Semaphore::new(self.workers));
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Duration::from_millis(50);
+        // Redis 7's `BLMPOP` takes every waiting request of a queue in one round trip; an older Redis
+        // does not know it, and the server falls back to one `BLPOP` per request.
+        let mut multi_pop = true;
         loop {
             let connected = async {
                 let config = ConnectionManagerConfig::new().set_number_of_retries(2);
@@ -235,13 +276,12 @@ impl Server {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
                 }
-                let mut blpop = redis::cmd("BLPOP");
-                blpop.arg(&active).arg(1);
+                let count = permits.available_permits().clamp(1, POP_BATCH);
                 let popped = tokio::select! {
                     _ = &mut shutdown => return Ok(()),
-                    popped = blpop.query_async::<Option<(String, Vec<u8>)>>(&mut pop) => popped,
+                    popped = Self::pop(&mut pop, &active, count, &mut multi_pop) => popped,
                 };
-                let (queue, bytes) = match popped {
+                let (queue, requests) = match popped {
                     Ok(Some(item)) => item,
                     Ok(None) => {
                         backoff = Duration::from_millis(50);
@@ -268,20 +308,23 @@ impl Server {
                     }
                 };
                 backoff = Duration::from_millis(50);
-                let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
-                let ctx = CallContext {
-                    objects: objects.clone(),
-                    workers: workers.clone(),
-                    stats: self.stats.clone(),
-                    push: push.clone(),
-                    deadline: self.deadline,
-                    max_frame: self.max_frame,
-                    status: queue == status_queue,
-                };
-                tokio::spawn(async move {
-                    ctx.serve(&queue, bytes).await;
-                    drop(permit);
-                });
+                for bytes in requests {
+                    let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
+                    let ctx = CallContext {
+                        objects: objects.clone(),
+                        workers: workers.clone(),
+                        stats: self.stats.clone(),
+                        push: push.clone(),
+                        deadline: self.deadline,
+                        max_frame: self.max_frame,
+                        status: queue == status_queue,
+                    };
+                    let queue = queue.clone();
+                    tokio::spawn(async move {
+                        ctx.serve(&queue, bytes).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }

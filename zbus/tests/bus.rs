@@ -402,3 +402,46 @@ async fn redis_restart_fails_calls_in_flight_then_recovers() {
     };
     assert_eq!(received, 7);
 }
+
+/// Requests queued while no server runs are all answered once one starts, each with its own answer
+/// (the server takes a queue's waiting requests in one `BLMPOP`).
+async fn queued_requests_are_all_answered(forbid_blmpop: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = LocalRedis::start(dir.path()).unwrap_or_else(|err| panic!("{err}"));
+    if forbid_blmpop {
+        let mut conn =
+            redis::Client::open(redis.url()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+        let _: () =
+            redis::cmd("ACL").arg("SETUSER").arg("default").arg("-blmpop").query_async(&mut conn).await.expect("acl");
+    }
+    let client = Client::with_deadline(&redis.url(), Duration::from_secs(20)).await.expect("client");
+    let calls: Vec<_> = (0..100i64)
+        .map(|i| {
+            let calc = CalculatorClient::new(client.clone(), MODULE);
+            tokio::spawn(async move { (i, calc.add(i, 1).await) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut server = Server::new(MODULE, redis.url(), 16);
+    server.register(CalculatorServer(Arc::new(Calc)));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    for call in calls {
+        let (i, answer) = call.await.expect("task");
+        assert_eq!(answer.expect("answered"), i + 1);
+    }
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_before_the_server_starts_are_all_answered() {
+    queued_requests_are_all_answered(false).await;
+}
+
+/// A Redis that refuses `BLMPOP` (older than 7.0, or an ACL) is served with one `BLPOP` per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_refuses_blmpop_is_served_one_request_at_a_time() {
+    queued_requests_are_all_answered(true).await;
+}
