@@ -58,10 +58,8 @@ pub(crate) fn migrate(path: &Path) -> Result<(), StoreError> {
                     to.insert(k, encode(&[step]))?;
                 }
                 Some(key::RESERVATION) => {
-                    let (twin, contract, name) = key::twin_contract_name(&k).ok_or_else(|| StoreError::Corrupt {
-                        key: key::printable(&k),
-                        message: "bad schema 1 reservation key".into(),
-                    })?;
+                    let (twin, contract, name) =
+                        key::twin_contract_name(&k).ok_or_else(|| corrupt(&k, "bad schema 1 reservation key"))?;
                     let record: ReservationRecord = decode(&k, &v)?;
                     match &mut group {
                         Some((ids, records)) if *ids == (twin, contract) => {

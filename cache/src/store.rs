@@ -78,8 +78,7 @@ impl Prepared {
     pub fn new(deployment: &Deployment) -> Result<Prepared, StoreError> {
         let mut names = std::collections::BTreeSet::new();
         for workload in &deployment.workloads {
-            validate_name(&workload.name).map_err(StoreError::Invalid)?;
-            workload.result.validate().map_err(StoreError::Invalid)?;
+            Txn::check_workload(workload)?;
             if !names.insert(workload.name.as_str()) {
                 return Err(StoreError::WorkloadExists(workload.name.clone()));
             }
@@ -550,6 +549,12 @@ impl<'a> Txn<'a> {
         result.validate().map_err(StoreError::Invalid)
     }
 
+    /// What a workload must be to be stored: a valid name and a valid result.
+    fn check_workload(workload: &Workload) -> Result<(), StoreError> {
+        validate_name(&workload.name).map_err(StoreError::Invalid)?;
+        Self::check_result(&workload.result)
+    }
+
     /// Registers a sharable name, failing with ZOS's conflict error when another contract holds it.
     fn claim_sharable(&mut self, twin: u32, contract: u64, name: &str) -> Result<(), StoreError> {
         let key = key::sharable(twin, name);
@@ -594,8 +599,7 @@ impl<'a> Txn<'a> {
     /// Adds a workload to an existing deployment (ZOS's `Add`).
     pub fn add_workload(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
         let mut record = self.stored(twin, contract)?;
-        validate_name(&workload.name).map_err(StoreError::Invalid)?;
-        Self::check_result(&workload.result)?;
+        Self::check_workload(workload)?;
         if record.workload(&workload.name).is_some() {
             return Err(StoreError::WorkloadExists(workload.name.clone()));
         }
@@ -720,9 +724,10 @@ impl<'a> Txn<'a> {
     }
 
     fn put_reservations(&mut self, twin: u32, contract: u64, records: &Reservations) {
-        match records.is_empty() {
-            true => self.remove(key::reservation(twin, contract)),
-            false => self.put(key::reservation(twin, contract), records),
+        if records.is_empty() {
+            self.remove(key::reservation(twin, contract));
+        } else {
+            self.put(key::reservation(twin, contract), records);
         }
     }
 
