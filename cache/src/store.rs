@@ -2,6 +2,7 @@
 
 use crate::error::StoreError;
 use crate::job::{Job, JobId};
+use crate::journal::{self, Journal, Op};
 use crate::key;
 use crate::{compaction, migration};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -113,7 +114,9 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) fn open_engine(path: &Path) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     loop {
-        match sled::Config::new().path(path).open() {
+        // No periodic flush of sled's own: the journal makes commits durable, and sled is flushed at
+        // checkpoints (a flush excludes every commit while it runs).
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
             Err(sled::Error::Io(err))
                 if err.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
             {
@@ -152,13 +155,23 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     data_file: File,
+    journal: Mutex<Journal>,
     writer: Mutex<()>,
     poisoned: AtomicBool,
     /// Transactions applied so far (visible to reads, durable or not), in order.
     applied: AtomicU64,
+    /// The journal frames of the transactions applied and not yet appended to the journal.
+    unsynced: Mutex<Unsynced>,
     /// Group commit: how far durability reached, and whether a sync is running.
     durability: Mutex<Durability>,
     synced: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Unsynced {
+    frames: Vec<u8>,
+    /// The last transaction framed.
+    last: u64,
 }
 
 #[derive(Debug, Default)]
@@ -174,6 +187,8 @@ impl Drop for Store {
             // drops. Keep one handle alive instead: the process can go on (and should exit to reopen).
             std::mem::forget(self.db.clone());
             std::mem::forget(self.tree.clone());
+        } else if let Err(err) = self.checkpoint() {
+            tracing::warn!(store = %self.path.display(), "closing checkpoint failed, the journal replays at open: {err}");
         }
     }
 }
@@ -200,6 +215,10 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         compaction::recover(&path)?;
+        journal::replay(&path, |tree| {
+            let key = key::meta(GENERATION);
+            Ok(tree.get(&key)?.map(|bytes| decode(&key, &bytes)).transpose()?.unwrap_or(0))
+        })?;
         if let Err(err) = compaction::compact_if_bloated(&path) {
             // The store itself is untouched: open it as it is, only larger than it needs to be.
             tracing::warn!(store = %path.display(), "compaction failed, the store stays as it is: {err}");
@@ -207,6 +226,7 @@ impl Store {
         migration::migrate(&path)?;
         restrict(&path)?;
         let db = open_engine(&path)?;
+        let journal = Journal::open(&path)?;
         restrict(&path)?;
         let tree = db.open_tree("zos")?;
         let data_file = File::open(path.join("db"))?;
@@ -215,9 +235,11 @@ impl Store {
             db,
             tree,
             data_file,
+            journal: Mutex::new(journal),
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             applied: AtomicU64::new(0),
+            unsynced: Mutex::new(Unsynced::default()),
             durability: Mutex::new(Durability::default()),
             synced: Condvar::new(),
         };
@@ -254,17 +276,43 @@ impl Store {
         &self.path
     }
 
-    /// Makes everything applied so far durable: sled's flush (which uses `sync_file_range`, not enough
-    /// for power loss) followed by `fdatasync` of the data file.
+    /// Makes everything applied to sled so far durable in sled itself: its flush (which uses
+    /// `sync_file_range`, not enough for power loss) followed by `fdatasync` of the data file.
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.data_file.sync_data()?;
         Ok(())
     }
 
+    /// Flushes sled and empties the journal, whose commits sled then holds durably.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        self.sync()?;
+        journal.clear()
+    }
+
+    /// Appends the frames of the transactions applied so far to the journal with one `fdatasync`
+    /// (checkpointing a full journal), and returns the last transaction they hold.
+    fn persist(&self) -> Result<u64, StoreError> {
+        let (frames, last) = {
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+            (std::mem::take(&mut unsynced.frames), unsynced.last)
+        };
+        if frames.is_empty() {
+            return Ok(last);
+        }
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal.append(&frames)?;
+        if journal.is_full() {
+            self.sync()?;
+            journal.clear()?;
+        }
+        Ok(last)
+    }
+
     /// Waits until transaction `seq` (and everything applied before it) is durable. Group commit: the
-    /// first waiter syncs everything applied so far with one flush and one fdatasync while later ones
-    /// wait for it, so the transactions applied while a sync runs share the next one.
+    /// first waiter appends everything applied so far to the journal with one fdatasync while later
+    /// ones wait for it, so the transactions applied while a sync runs share the next one.
     fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut state = self.durability.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -279,13 +327,12 @@ impl Store {
                 continue;
             }
             state.syncing = true;
-            let target = self.applied.load(Ordering::SeqCst);
             drop(state);
-            let synced = self.sync();
+            let synced = self.persist();
             state = self.durability.lock().unwrap_or_else(|p| p.into_inner());
             state.syncing = false;
             match synced {
-                Ok(()) => state.durable = state.durable.max(target),
+                Ok(target) => state.durable = state.durable.max(target),
                 Err(err) => {
                     self.poisoned.store(true, Ordering::SeqCst);
                     self.synced.notify_all();
@@ -800,7 +847,7 @@ impl<'a> Txn<'a> {
         }
         let store = self.store;
         match self.apply() {
-            Ok(()) => Ok(Pending { store, seq: store.applied.fetch_add(1, Ordering::SeqCst).saturating_add(1) }),
+            Ok(seq) => Ok(Pending { store, seq }),
             Err(err) => {
                 store.poisoned.store(true, Ordering::SeqCst);
                 Err(err)
@@ -808,18 +855,24 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn apply(&mut self) -> Result<(), StoreError> {
+    /// Applies the change to sled (reads see it at once) and frames it for the journal; returns its
+    /// transaction number.
+    fn apply(&mut self) -> Result<u64, StoreError> {
         let generation: u64 = self.get::<u64>(&key::meta(GENERATION))?.unwrap_or(0).saturating_add(1);
         self.put(key::meta(GENERATION), &generation);
+        let ops: Vec<Op> = std::mem::take(&mut self.pending).into_iter().collect();
         let mut batch = sled::Batch::default();
-        for (k, staged) in std::mem::take(&mut self.pending) {
+        for (k, staged) in &ops {
             match staged {
-                Some(value) => batch.insert(k, value),
-                None => batch.remove(k),
+                Some(value) => batch.insert(k.as_slice(), value.as_slice()),
+                None => batch.remove(k.as_slice()),
             }
         }
         self.store.tree.apply_batch(batch)?;
-        Ok(())
+        let mut unsynced = self.store.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+        journal::frame(&mut unsynced.frames, generation, &ops);
+        unsynced.last = self.store.applied.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+        Ok(unsynced.last)
     }
 }
 

@@ -165,7 +165,7 @@ pub fn run(quick: bool) -> anyhow::Result<BenchReport> {
         value: commits as f64 / started.elapsed().as_secs_f64(),
         unit: "commits/s",
         note: format!(
-            "create deployment (3-4 workloads) + reservations + job, flush + fdatasync each, in {}",
+            "create deployment (3-4 workloads) + reservations + job, one journal write + fdatasync each, in {}",
             dir.path().display()
         ),
     });

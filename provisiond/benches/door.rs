@@ -2,8 +2,10 @@
 //! 1 000, 10 000 and 100 000 deployments already stored, the store on /dev/shm when it exists (the
 //! engine's CPU cost rather than the disk's fsync); then durable admissions per second in-process with
 //! 1, 8 and 64 concurrent clients, the store on the temporary directory's disk (group commit: the
-//! decisions made while an fsync runs share the next one). Run:
-//! `cargo bench -p zos-provisiond --bench door` (about a minute; `ZOS_BENCH_MAX=10000` stops earlier).
+//! decisions made while an fsync runs share the next one), 12 800 creates split between the clients,
+//! enough for the store's journal to be checkpointed once. Run:
+//! `cargo bench -p zos-provisiond --bench door` (about a minute; `ZOS_BENCH_MAX=10000` stops earlier,
+//! `ZOS_BENCH_MAX=0` measures only the throughput, `ZOS_BENCH_CREATES=3200` makes it shorter).
 
 mod fixture;
 
@@ -75,8 +77,12 @@ fn main() {
         first_p50.get_or_insert(p50);
         println!("{level:>10}  {:>10.3?}  {:>10.3?}{ratio}", p50, p99);
     }
-    println!("\ndurable admissions per second, in-process, store on {}", std::env::temp_dir().display());
+    let creates: u64 = std::env::var("ZOS_BENCH_CREATES").ok().and_then(|v| v.parse().ok()).unwrap_or(12_800);
+    println!(
+        "\ndurable admissions per second, in-process, store on {}, {creates} creates",
+        std::env::temp_dir().display()
+    );
     for clients in [1u64, 8, 64] {
-        println!("{clients:>4} clients: {:>8.0} per second", throughput(clients, 3_200));
+        println!("{clients:>4} clients: {:>8.0} per second", throughput(clients, creates));
     }
 }
