@@ -3,7 +3,7 @@
 //! complete fresh copy is there; [`recover`] finishes or undoes a rewrite a crash interrupted.
 
 use crate::error::StoreError;
-use crate::store::open_engine;
+use crate::store::{flush_engine, open_engine};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -98,8 +98,7 @@ pub(crate) fn rewrite(
         let mut copy = Fresh { tree: to.open_tree("zos")?, batch: sled::Batch::default(), pending: 0 };
         fill(&from, &mut copy)?;
         copy.tree.apply_batch(copy.batch)?;
-        to.flush()?;
-        File::open(fresh.join("db"))?.sync_all()?;
+        flush_engine(&to, &fresh)?;
         Ok(())
     })();
     if let Err(err) = copied {

@@ -24,7 +24,7 @@ use std::path::Path;
 const FILE: &str = "journal";
 
 /// A journal longer than this is checkpointed: sled is flushed and the journal emptied.
-pub(crate) const CHECKPOINT: u64 = 32 << 20;
+const CHECKPOINT: u64 = 32 << 20;
 
 /// Bytes of a frame's header.
 const HEADER: usize = 8;
@@ -169,10 +169,7 @@ fn entries(journal: &[u8]) -> Vec<Entry> {
 /// Brings the store in `dir` up to date with its journal before it is opened (or rewritten): applies
 /// the journal's commits newer than the generation sled recovered, flushes sled, and empties the
 /// journal. A crash at any point leaves a journal that replays to the same state.
-pub(crate) fn replay(
-    dir: &Path,
-    generation: impl Fn(&sled::Tree) -> Result<u64, StoreError>,
-) -> Result<(), StoreError> {
+pub(crate) fn replay(dir: &Path) -> Result<(), StoreError> {
     let path = dir.join(FILE);
     let journal = match std::fs::read(&path) {
         Ok(journal) if !journal.is_empty() => journal,
@@ -182,21 +179,17 @@ pub(crate) fn replay(
     };
     let db = crate::store::open_engine(dir)?;
     let tree = db.open_tree("zos")?;
-    let recovered = generation(&tree)?;
+    let recovered = crate::store::generation_of(&tree)?;
     let mut replayed = 0usize;
     for entry in entries(&journal).into_iter().filter(|entry| entry.generation > recovered) {
         tree.apply_batch(entry.batch)?;
         replayed = replayed.saturating_add(1);
     }
-    db.flush()?;
-    File::open(dir.join("db"))?.sync_data()?;
+    crate::store::flush_engine(&db, dir)?;
     drop(tree);
     drop(db);
     tracing::info!(store = %dir.display(), replayed, "journal replayed");
-    let file = OpenOptions::new().write(true).open(&path)?;
-    file.set_len(0)?;
-    file.sync_data()?;
-    Ok(())
+    Journal::open(dir)?.clear()
 }
 
 #[cfg(test)]
@@ -224,18 +217,9 @@ mod tests {
         assert_eq!(entries(&journal).len(), 2, "a frame failing its checksum ends the journal");
     }
 
-    #[test]
-    fn garbage_never_panics() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for len in 0..512 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect();
+    proptest::proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = entries(&bytes);
         }
     }

@@ -127,6 +127,20 @@ pub(crate) fn open_engine(path: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// Makes everything applied to the sled engine of the store in `dir` durable: its flush (which uses
+/// `sync_file_range`, not enough for power loss) followed by `fsync` of its data file.
+pub(crate) fn flush_engine(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    db.flush()?;
+    File::open(dir.join("db"))?.sync_all()?;
+    Ok(())
+}
+
+/// The number of committed changes a store's tree holds (every commit writes it in its batch).
+pub(crate) fn generation_of(tree: &sled::Tree) -> Result<u64, StoreError> {
+    let key = key::meta(GENERATION);
+    Ok(tree.get(&key)?.map(|bytes| decode(&key, &bytes)).transpose()?.unwrap_or(0))
+}
+
 /// The store holds every tenant's secrets (WireGuard keys in network data): its directory is 0700 and
 /// its files 0600, set here rather than left to the umask of whoever starts the daemon.
 fn restrict(path: &Path) -> Result<(), StoreError> {
@@ -154,24 +168,17 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
-    data_file: File,
     journal: Mutex<Journal>,
     writer: Mutex<()>,
     poisoned: AtomicBool,
     /// Transactions applied so far (visible to reads, durable or not), in order.
     applied: AtomicU64,
-    /// The journal frames of the transactions applied and not yet appended to the journal.
-    unsynced: Mutex<Unsynced>,
+    /// The journal frames of the transactions applied and not yet appended to the journal; `applied`
+    /// is advanced under this lock, so the frames always end with transaction `applied`.
+    unsynced: Mutex<Vec<u8>>,
     /// Group commit: how far durability reached, and whether a sync is running.
     durability: Mutex<Durability>,
     synced: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct Unsynced {
-    frames: Vec<u8>,
-    /// The last transaction framed.
-    last: u64,
 }
 
 #[derive(Debug, Default)]
@@ -187,7 +194,7 @@ impl Drop for Store {
             // drops. Keep one handle alive instead: the process can go on (and should exit to reopen).
             std::mem::forget(self.db.clone());
             std::mem::forget(self.tree.clone());
-        } else if let Err(err) = self.checkpoint() {
+        } else if let Err(err) = self.checkpoint(&mut self.journal.lock().unwrap_or_else(|p| p.into_inner())) {
             tracing::warn!(store = %self.path.display(), "closing checkpoint failed, the journal replays at open: {err}");
         }
     }
@@ -215,10 +222,7 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         compaction::recover(&path)?;
-        journal::replay(&path, |tree| {
-            let key = key::meta(GENERATION);
-            Ok(tree.get(&key)?.map(|bytes| decode(&key, &bytes)).transpose()?.unwrap_or(0))
-        })?;
+        journal::replay(&path)?;
         if let Err(err) = compaction::compact_if_bloated(&path) {
             // The store itself is untouched: open it as it is, only larger than it needs to be.
             tracing::warn!(store = %path.display(), "compaction failed, the store stays as it is: {err}");
@@ -229,17 +233,15 @@ impl Store {
         let journal = Journal::open(&path)?;
         restrict(&path)?;
         let tree = db.open_tree("zos")?;
-        let data_file = File::open(path.join("db"))?;
         let store = Store {
             path,
             db,
             tree,
-            data_file,
             journal: Mutex::new(journal),
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             applied: AtomicU64::new(0),
-            unsynced: Mutex::new(Unsynced::default()),
+            unsynced: Mutex::new(Vec::new()),
             durability: Mutex::new(Durability::default()),
             synced: Condvar::new(),
         };
@@ -252,7 +254,7 @@ impl Store {
             }
             None if store.tree.is_empty() => {
                 store.tree.insert(key::meta(SCHEMA), SCHEMA_VERSION.to_string().as_bytes())?;
-                store.sync()?;
+                flush_engine(&store.db, &store.path)?;
                 File::open(&store.path)?.sync_all()?;
             }
             None => {
@@ -276,18 +278,9 @@ impl Store {
         &self.path
     }
 
-    /// Makes everything applied to sled so far durable in sled itself: its flush (which uses
-    /// `sync_file_range`, not enough for power loss) followed by `fdatasync` of the data file.
-    fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        self.data_file.sync_data()?;
-        Ok(())
-    }
-
     /// Flushes sled and empties the journal, whose commits sled then holds durably.
-    fn checkpoint(&self) -> Result<(), StoreError> {
-        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        self.sync()?;
+    fn checkpoint(&self, journal: &mut Journal) -> Result<(), StoreError> {
+        flush_engine(&self.db, &self.path)?;
         journal.clear()
     }
 
@@ -296,7 +289,7 @@ impl Store {
     fn persist(&self) -> Result<u64, StoreError> {
         let (frames, last) = {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
-            (std::mem::take(&mut unsynced.frames), unsynced.last)
+            (std::mem::take(&mut *unsynced), self.applied.load(Ordering::SeqCst))
         };
         if frames.is_empty() {
             return Ok(last);
@@ -304,8 +297,7 @@ impl Store {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         journal.append(&frames)?;
         if journal.is_full() {
-            self.sync()?;
-            journal.clear()?;
+            self.checkpoint(&mut journal)?;
         }
         Ok(last)
     }
@@ -374,7 +366,7 @@ impl Store {
 
     /// Number of committed changes since the store was created.
     pub fn generation(&self) -> Result<u64, StoreError> {
-        Ok(self.read(&key::meta(GENERATION))?.unwrap_or(0))
+        generation_of(&self.tree)
     }
 
     /// A deployment with its active workloads (in deployment order) and their current results.
@@ -870,9 +862,8 @@ impl<'a> Txn<'a> {
         }
         self.store.tree.apply_batch(batch)?;
         let mut unsynced = self.store.unsynced.lock().unwrap_or_else(|p| p.into_inner());
-        journal::frame(&mut unsynced.frames, generation, &ops);
-        unsynced.last = self.store.applied.fetch_add(1, Ordering::SeqCst).saturating_add(1);
-        Ok(unsynced.last)
+        journal::frame(&mut unsynced, generation, &ops);
+        Ok(self.store.applied.fetch_add(1, Ordering::SeqCst).saturating_add(1))
     }
 }
 
