@@ -5,7 +5,7 @@
 use divan::{Bencher, black_box};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
-use zos_cache::{Job, JobOp, Store};
+use zos_cache::{Job, JobOp, Prepared, Store};
 use zos_planner::Ledger;
 use zos_types::scenario::{NodeSpec, Policy};
 use zos_types::{Deployment, ReservationRecord, ResultState, Timestamp, Workload, WorkloadResult};
@@ -44,8 +44,7 @@ fn reservations(dl: &Deployment) -> impl Iterator<Item = (String, ReservationRec
 fn create(store: &Store, contract: u64) {
     let dl = deployment(contract);
     let mut txn = store.begin();
-    txn.create(&dl).expect("create");
-    txn.reserve_all(dl.twin_id, contract, reservations(&dl)).expect("reserve");
+    txn.create_prepared(Prepared::new(&dl).expect("valid"), reservations(&dl)).expect("create");
     txn.enqueue(&Job { op: JobOp::Provision, twin: dl.twin_id, contract, reason: String::new(), remove: Vec::new() })
         .expect("enqueue");
     txn.commit().expect("commit");
@@ -90,8 +89,7 @@ fn open_and_rebuild_ledger(bencher: Bencher, deployments: u64) {
             let mut txn = store.begin();
             for &contract in chunk {
                 let dl = deployment(contract);
-                txn.create(&dl).expect("create");
-                txn.reserve_all(dl.twin_id, contract, reservations(&dl)).expect("reserve");
+                txn.create_prepared(Prepared::new(&dl).expect("valid"), reservations(&dl)).expect("create");
             }
             txn.commit().expect("commit");
         }

@@ -7,7 +7,7 @@
 use crate::compaction::{Fresh, rewrite};
 use crate::error::StoreError;
 use crate::key;
-use crate::store::{Record, Reservations, SCHEMA, SCHEMA_VERSION, decode, encode, open_engine};
+use crate::store::{Record, Reservations, SCHEMA, SCHEMA_VERSION, Stored, decode, encode, open_engine};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::path::Path;
@@ -107,7 +107,7 @@ fn deployment(from: &sled::Tree, k: &[u8], v: &[u8]) -> Result<Vec<u8>, StoreErr
             decode::<Workload>(&wk, &bytes)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let record = Record {
+    let record: Stored = Record {
         version: old.version,
         metadata: Cow::Owned(old.metadata),
         description: Cow::Owned(old.description),

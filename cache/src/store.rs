@@ -25,14 +25,15 @@ const GENERATION: &str = "generation";
 const JOB_SEQ: &str = "job_seq";
 
 /// A deployment as stored under its `D` key: its own fields and its active workloads, in deployment
-/// order, each with its current result. Borrowed when encoded from a [`Deployment`], owned when read.
+/// order, each with its current result. Borrowed when encoded from a [`Deployment`], owned when read;
+/// a new deployment's workloads are encoded once, for its record and its log ([`Prepared::new`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Record<'a> {
+pub(crate) struct Record<'a, W = Cow<'a, [Workload]>> {
     pub(crate) version: u32,
     pub(crate) metadata: Cow<'a, str>,
     pub(crate) description: Cow<'a, str>,
     pub(crate) signature_requirement: Cow<'a, SignatureRequirement>,
-    pub(crate) workloads: Cow<'a, [Workload]>,
+    pub(crate) workloads: W,
     /// Next sequence number of the result log.
     pub(crate) next_seq: u64,
 }
@@ -84,19 +85,21 @@ impl Prepared {
                 return Err(StoreError::WorkloadExists(workload.name.clone()));
             }
         }
+        let workloads = serde_json::value::to_raw_value(&deployment.workloads)
+            .map_err(|err| StoreError::Invalid(format!("workloads cannot be encoded: {err}")))?;
         let record = Record {
             version: deployment.version,
             metadata: Cow::Borrowed(&deployment.metadata),
             description: Cow::Borrowed(&deployment.description),
             signature_requirement: Cow::Borrowed(&deployment.signature_requirement),
-            workloads: Cow::Borrowed(&deployment.workloads),
+            workloads: &*workloads,
             next_seq: 2,
         };
         Ok(Prepared {
             twin: deployment.twin_id,
             contract: deployment.contract_id,
             record: encode(&record),
-            log: encode(&deployment.workloads),
+            log: workloads.get().as_bytes().to_vec(),
             sharable: deployment
                 .workloads
                 .iter()
@@ -618,11 +621,16 @@ impl<'a> Txn<'a> {
     /// Stores a new deployment with all its workloads (each with a valid result, normally `init`) and
     /// registers its sharable names. ZOS's `Create`: `exists` or `conflict` leave nothing behind.
     pub fn create(&mut self, deployment: &Deployment) -> Result<(), StoreError> {
-        self.create_prepared(Prepared::new(deployment)?)
+        self.create_prepared(Prepared::new(deployment)?, [])
     }
 
-    /// [`Txn::create`] of a deployment checked and encoded beforehand.
-    pub fn create_prepared(&mut self, prepared: Prepared) -> Result<(), StoreError> {
+    /// [`Txn::create`] of a deployment checked and encoded beforehand, with what the ledger granted its
+    /// workloads (by name), added to those this change reserved for it already.
+    pub fn create_prepared(
+        &mut self,
+        prepared: Prepared,
+        reservations: impl IntoIterator<Item = (String, ReservationRecord)>,
+    ) -> Result<(), StoreError> {
         let Prepared { twin, contract, record, log, sharable } = prepared;
         if self.get_raw(&key::deployment(twin, contract))?.is_some() {
             return Err(StoreError::DeploymentExists);
@@ -632,6 +640,17 @@ impl<'a> Txn<'a> {
         }
         self.stage(key::deployment(twin, contract), Some(record));
         self.stage(key::history(twin, contract, 1), Some(log));
+        // The deployment is new, so its reservations are what this change staged and what it brings:
+        // no committed record is read (one a create would find belongs to no deployment).
+        let key = key::reservation(twin, contract);
+        let mut records: Reservations = match self.pending.get(&key) {
+            Some(Some(staged)) => decode(&key, staged)?,
+            _ => Reservations::new(),
+        };
+        records.extend(reservations);
+        if !records.is_empty() {
+            self.put_reservations(twin, contract, &records);
+        }
         Ok(())
     }
 

@@ -99,12 +99,11 @@ fn store_deployment(contract: u64) -> zos_types::Deployment {
 
 fn commit_deployment(txn: &mut zos_cache::Txn<'_>, contract: u64, with_job: bool) -> anyhow::Result<()> {
     let dl = store_deployment(contract);
-    txn.create(&dl)?;
     let records = dl
         .workloads
         .iter()
         .map(|wl| (wl.name.clone(), ReservationRecord { capacity: wl.capacity(), ..Default::default() }));
-    txn.reserve_all(dl.twin_id, contract, records)?;
+    txn.create_prepared(zos_cache::Prepared::new(&dl)?, records)?;
     if with_job {
         txn.enqueue(&Job {
             op: JobOp::Provision,

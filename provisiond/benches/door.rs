@@ -5,7 +5,8 @@
 //! decisions made while an fsync runs share the next one), 12 800 creates split between the clients,
 //! enough for the store's journal to be checkpointed once. Run:
 //! `cargo bench -p zos-provisiond --bench door` (about a minute; `ZOS_BENCH_MAX=10000` stops earlier,
-//! `ZOS_BENCH_MAX=0` measures only the throughput, `ZOS_BENCH_CREATES=3200` makes it shorter).
+//! `ZOS_BENCH_MAX=0` measures only the throughput, `ZOS_BENCH_CREATES=3200` makes it shorter,
+//! `ZOS_BENCH_CLIENTS=64` measures only that client count).
 
 mod fixture;
 
@@ -82,7 +83,11 @@ fn main() {
         "\ndurable admissions per second, in-process, store on {}, {creates} creates",
         std::env::temp_dir().display()
     );
-    for clients in [1u64, 8, 64] {
+    let counts: Vec<u64> = match std::env::var("ZOS_BENCH_CLIENTS") {
+        Ok(list) => list.split(',').map(|count| count.trim().parse().expect("ZOS_BENCH_CLIENTS: counts")).collect(),
+        Err(_) => vec![1, 8, 64],
+    };
+    for clients in counts {
         println!("{clients:>4} clients: {:>8.0} per second", throughput(clients, creates));
     }
 }

@@ -286,12 +286,11 @@ impl<K: KeyGetter> Engine<K> {
             }
             let contract = deployment.contract_id;
             let staged = txn.unit(|txn| {
-                txn.create_prepared(prepared)?;
                 let records = deployment.workloads.iter().filter_map(|workload| {
                     let reservation = ledger.reservation(&deployment.workload_id(&workload.name))?;
                     Some((workload.name.clone(), ledger.record(reservation)))
                 });
-                txn.reserve_all(twin, contract, records)?;
+                txn.create_prepared(prepared, records)?;
                 txn.enqueue(&Job { op: JobOp::Provision, twin, contract, reason: String::new(), remove: Vec::new() })
             });
             match staged {

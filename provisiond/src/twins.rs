@@ -3,21 +3,22 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use zos_types::KeyGetter;
+use zos_types::{KeyGetter, VerifyingKey};
 
-/// Known twins and their keys.
+/// Known twins and their keys, each parsed once.
 #[derive(Debug, Clone, Default)]
 pub struct TwinRegistry {
-    keys: HashMap<u32, [u8; 32]>,
+    keys: HashMap<u32, VerifyingKey>,
 }
 
 impl TwinRegistry {
     /// A registry from known keys.
-    pub fn from_keys(keys: impl IntoIterator<Item = (u32, [u8; 32])>) -> TwinRegistry {
+    pub fn from_keys(keys: impl IntoIterator<Item = (u32, VerifyingKey)>) -> TwinRegistry {
         TwinRegistry { keys: keys.into_iter().collect() }
     }
 
-    /// Loads `<dir>/<twin id>` files, each holding a hex ed25519 public key; other files are an error.
+    /// Loads `<dir>/<twin id>` files, each holding a hex ed25519 public key; other files, and a key that
+    /// is not a point of the curve, are an error.
     pub fn load(dir: &Path) -> Result<TwinRegistry, String> {
         let mut keys = HashMap::new();
         let entries =
@@ -32,6 +33,8 @@ impl TwinRegistry {
                 hex::decode(text.trim()).map_err(|err| format!("{}: invalid hex: {err}", entry.path().display()))?;
             let key: [u8; 32] =
                 bytes.try_into().map_err(|_| format!("{}: an ed25519 key has 32 bytes", entry.path().display()))?;
+            let key = VerifyingKey::from_bytes(&key)
+                .map_err(|err| format!("{}: not an ed25519 public key: {err}", entry.path().display()))?;
             keys.insert(twin, key);
         }
         Ok(TwinRegistry { keys })
@@ -39,7 +42,32 @@ impl TwinRegistry {
 }
 
 impl KeyGetter for TwinRegistry {
-    fn key(&self, twin: u32) -> Result<[u8; 32], String> {
+    fn key(&self, twin: u32) -> Result<VerifyingKey, String> {
         self.keys.get(&twin).copied().ok_or_else(|| format!("twin '{twin}' is not known to this node"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key file is parsed when the registry loads, so a key that is no curve point stops the load
+    /// with the file's name instead of failing every signature check of that twin later.
+    #[test]
+    fn a_key_that_is_not_a_curve_point_fails_the_load_with_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = zos_types::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        std::fs::write(dir.path().join("1"), hex::encode(good)).expect("key");
+        let registry = TwinRegistry::load(dir.path()).expect("load");
+        assert_eq!(registry.key(1), Ok(good));
+        assert!(registry.key(2).is_err(), "an unknown twin");
+        // The first y coordinate from 2 up whose x^2 has no square root: not a point.
+        let bad = (2u8..=u8::MAX)
+            .map(|y| [y; 32])
+            .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+            .expect("a non-point");
+        std::fs::write(dir.path().join("2"), hex::encode(bad)).expect("key");
+        let err = TwinRegistry::load(dir.path()).expect_err("a non-point");
+        assert!(err.contains("/2: not an ed25519 public key"), "{err}");
     }
 }

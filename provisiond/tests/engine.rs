@@ -73,7 +73,7 @@ fn resized(engine: &Engine<TwinRegistry>, contract: u64, gib: u64, edit: impl Fn
 
 fn engine(dir: &std::path::Path) -> Engine<TwinRegistry> {
     let store = Store::open(dir.join("state")).expect("store");
-    Engine::open(store, &node(), Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key().to_bytes())]))
+    Engine::open(store, &node(), Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key())]))
         .expect("engine")
 }
 
@@ -380,13 +380,9 @@ async fn reservation_restored_as_far_as_the_node_still_has_it() {
     )
     .expect("node");
     let store = Store::open(dir.path().join("state")).expect("store");
-    let engine = Engine::open(
-        store,
-        &renamed,
-        Policy::default(),
-        TwinRegistry::from_keys([(7, key().verifying_key().to_bytes())]),
-    )
-    .expect("engine");
+    let engine =
+        Engine::open(store, &renamed, Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key())]))
+            .expect("engine");
     let used = engine.ledger_snapshot().usage().used;
     assert_eq!((used.cru, used.mru.bytes()), (1, 8 * GIB), "the VM's CPU and memory stay held");
     assert_eq!(used.sru.bytes(), 0, "its root disk went with the pool");
@@ -518,7 +514,7 @@ async fn twin_requests_are_verified_windowed_and_never_replayed() {
         Store::open(dir.path().join("state")).expect("store"),
         &node(),
         Policy::default(),
-        TwinRegistry::from_keys([(7, key().verifying_key().to_bytes()), (8, other.verifying_key().to_bytes())]),
+        TwinRegistry::from_keys([(7, key().verifying_key()), (8, other.verifying_key())]),
     )
     .expect("engine");
     let now = 1_000_000;
@@ -614,9 +610,8 @@ async fn deleting_one_zdb_keeps_the_device_of_the_others() {
         "pools": [{"name": "ssd0", "kind": "ssd", "size": 512 * GIB}, {"name": "hdd0", "kind": "hdd", "size": 1024 * GIB}]}))
     .expect("node");
     let store = Store::open(dir.path().join("state")).expect("store");
-    let engine =
-        Engine::open(store, &node, Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key().to_bytes())]))
-            .expect("engine");
+    let engine = Engine::open(store, &node, Policy::default(), TwinRegistry::from_keys([(7, key().verifying_key())]))
+        .expect("engine");
     let managers = ZdbDevices::default();
     let zdb = |name: &str| json!({"name": name, "type": "zdb", "data": {"size": 10 * GIB, "mode": "seq"}});
     for (contract, workloads) in [(1, json!([zdb("a")])), (2, json!([zdb("b")])), (3, json!([zdb("c"), zdb("d")]))] {

@@ -36,4 +36,4 @@ pub use unit::Unit;
 pub use workload::{Workload, WorkloadData, WorkloadType};
 
 /// Re-exported so that callers can sign deployments without naming the crate.
-pub use ed25519_dalek::SigningKey;
+pub use ed25519_dalek::{SigningKey, VerifyingKey};

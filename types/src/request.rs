@@ -45,8 +45,7 @@ impl TwinRequest {
     }
 
     /// Whether the request is `operation`, signed by the holder of `key`.
-    pub fn verify(&self, operation: &str, key: &[u8; 32]) -> Result<(), String> {
-        let key = VerifyingKey::from_bytes(key).map_err(|err| format!("invalid key of twin {}: {err}", self.twin))?;
+    pub fn verify(&self, operation: &str, key: &VerifyingKey) -> Result<(), String> {
         let bytes = hex::decode(&self.signature).map_err(|err| format!("invalid signature: {err}"))?;
         let signature =
             ed25519_dalek::Signature::from_slice(&bytes).map_err(|err| format!("invalid signature: {err}"))?;
@@ -62,7 +61,7 @@ mod tests {
     #[test]
     fn a_signature_binds_operation_twin_contract_and_time() {
         let key = SigningKey::from_bytes(&[9; 32]);
-        let public = key.verifying_key().to_bytes();
+        let public = key.verifying_key();
         let request = TwinRequest::sign("Deprovision", 7, 42, (1_000, 5), &key);
         assert_eq!(request.verify("Deprovision", &public), Ok(()));
         assert!(request.verify("Pause", &public).is_err(), "another operation");
@@ -75,7 +74,7 @@ mod tests {
             TwinRequest { timestamp: 1_001, ..request.clone() }.verify("Deprovision", &public).is_err(),
             "another time"
         );
-        let other = SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes();
+        let other = SigningKey::from_bytes(&[1; 32]).verifying_key();
         assert!(request.verify("Deprovision", &other).is_err(), "another key");
     }
 }

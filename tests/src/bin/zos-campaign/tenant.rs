@@ -35,7 +35,7 @@ pub fn key(twin: u32) -> SigningKey {
 
 /// Every twin's public key.
 pub fn registry() -> TwinRegistry {
-    TwinRegistry::from_keys((1..=TWINS).map(|twin| (twin, key(twin).verifying_key().to_bytes())))
+    TwinRegistry::from_keys((1..=TWINS).map(|twin| (twin, key(twin).verifying_key())))
 }
 
 /// An engine over a store in `dir`.
