@@ -186,21 +186,8 @@ impl WorkloadData {
 
     /// Encodes the data as JSON.
     pub fn to_json(&self) -> serde_json::Value {
-        let encoded = match self {
-            WorkloadData::ZMachine(data) => serde_json::to_value(data),
-            WorkloadData::ZMount(data) => serde_json::to_value(data),
-            WorkloadData::Volume(data) => serde_json::to_value(data),
-            WorkloadData::Zdb(data) => serde_json::to_value(data),
-            WorkloadData::Qsfs(data) => serde_json::to_value(data),
-            WorkloadData::Ip(data) => serde_json::to_value(data),
-            WorkloadData::Ipv4(data) => serde_json::to_value(data),
-            WorkloadData::Network(data) => serde_json::to_value(data),
-            WorkloadData::GatewayNameProxy(data) => serde_json::to_value(data),
-            WorkloadData::GatewayFqdnProxy(data) => serde_json::to_value(data),
-            WorkloadData::ZLogs(data) => serde_json::to_value(data),
-        };
         // Plain structs with string keys always encode.
-        encoded.unwrap_or(serde_json::Value::Null)
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
     /// The capacity this workload consumes, exactly as ZOS's per-type `Capacity()`.
@@ -261,9 +248,28 @@ impl WorkloadData {
     }
 }
 
+/// The data alone, as its type's struct (the type is the workload's `type` field).
+impl Serialize for WorkloadData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WorkloadData::ZMachine(data) => data.serialize(serializer),
+            WorkloadData::ZMount(data) => data.serialize(serializer),
+            WorkloadData::Volume(data) => data.serialize(serializer),
+            WorkloadData::Zdb(data) => data.serialize(serializer),
+            WorkloadData::Qsfs(data) => data.serialize(serializer),
+            WorkloadData::Ip(data) => data.serialize(serializer),
+            WorkloadData::Ipv4(data) => data.serialize(serializer),
+            WorkloadData::Network(data) => data.serialize(serializer),
+            WorkloadData::GatewayNameProxy(data) => data.serialize(serializer),
+            WorkloadData::GatewayFqdnProxy(data) => data.serialize(serializer),
+            WorkloadData::ZLogs(data) => data.serialize(serializer),
+        }
+    }
+}
+
 /// A workload: `{"version", "name", "type", "data", "metadata", "description", "result"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawWorkload", into = "RawWorkload")]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawWorkload")]
 pub struct Workload {
     /// Version; a workload is updated when it equals the new deployment version.
     pub version: u32,
@@ -328,7 +334,30 @@ impl Workload {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// The fields of a workload as encoded, in order, written without copying the workload. In a format
+/// that is not human-readable (zbus's MessagePack) the data goes through its JSON value, as it always
+/// did: its addresses and networks stay strings there instead of their compact binary forms.
+impl Serialize for Workload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let human_readable = serializer.is_human_readable();
+        let mut fields = serializer.serialize_struct("Workload", 7)?;
+        fields.serialize_field("version", &self.version)?;
+        fields.serialize_field("name", &self.name)?;
+        fields.serialize_field("type", self.kind().as_str())?;
+        if human_readable {
+            fields.serialize_field("data", &self.data)?;
+        } else {
+            fields.serialize_field("data", &self.data.to_json())?;
+        }
+        fields.serialize_field("metadata", &self.metadata)?;
+        fields.serialize_field("description", &self.description)?;
+        fields.serialize_field("result", &self.result)?;
+        fields.end()
+    }
+}
+
+#[derive(Deserialize)]
 #[serde(default)]
 struct RawWorkload {
     version: u32,
@@ -370,20 +399,6 @@ impl TryFrom<RawWorkload> for Workload {
             description: raw.description,
             result: raw.result,
         })
-    }
-}
-
-impl From<Workload> for RawWorkload {
-    fn from(workload: Workload) -> Self {
-        RawWorkload {
-            version: workload.version,
-            name: workload.name,
-            kind: workload.data.kind().as_str().to_string(),
-            data: workload.data.to_json(),
-            metadata: workload.metadata,
-            description: workload.description,
-            result: workload.result,
-        }
     }
 }
 
