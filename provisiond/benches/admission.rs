@@ -1,6 +1,8 @@
 //! Deployments admitted per second through the API (admission + durable store) with 1, 8, 16 and 64 concurrent
 //! clients, and the time provisiond's engine takes to open with 10 thousand active workloads.
-//! Starts its own redis-server. Run: `cargo bench -p zos-provisiond --bench admission`.
+//! Starts its own redis-server. Run: `cargo bench -p zos-provisiond --bench admission`
+//! (`ZOS_BENCH_CREATES=6400` creates per client count instead of 1 600, `ZOS_BENCH_CLIENTS=16` only that
+//! count, `ZOS_BENCH_RECOVERY=0` skips the open).
 
 mod fixture;
 
@@ -29,8 +31,9 @@ async fn main() {
     let provision = ProvisionClient::new(client, "provision");
     let mut next = 1u64;
     println!("clients | deployments | admitted/s (3 workloads each, durable)");
-    for clients in [1usize, 8, 16, 64] {
-        let per_client = 1_600 / clients;
+    let creates = fixture::setting("ZOS_BENCH_CREATES", 1_600);
+    for clients in fixture::client_counts(&[1, 8, 16, 64]) {
+        let per_client = creates / clients;
         let batches: Vec<Vec<Deployment>> = (0..clients)
             .map(|_| {
                 (0..per_client)
@@ -60,6 +63,9 @@ async fn main() {
         println!("{clients} | {total} | {:.0}", total as f64 / started.elapsed().as_secs_f64());
     }
 
+    if std::env::var("ZOS_BENCH_RECOVERY").is_ok_and(|v| v == "0") {
+        return;
+    }
     // Recovery: open with 10 000 active workloads (3 334 deployments of 3).
     let recovery = tempfile::tempdir().expect("tempdir");
     {

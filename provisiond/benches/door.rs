@@ -78,16 +78,12 @@ fn main() {
         first_p50.get_or_insert(p50);
         println!("{level:>10}  {:>10.3?}  {:>10.3?}{ratio}", p50, p99);
     }
-    let creates: u64 = std::env::var("ZOS_BENCH_CREATES").ok().and_then(|v| v.parse().ok()).unwrap_or(12_800);
+    let creates = fixture::setting("ZOS_BENCH_CREATES", 12_800) as u64;
     println!(
         "\ndurable admissions per second, in-process, store on {}, {creates} creates",
         std::env::temp_dir().display()
     );
-    let counts: Vec<u64> = match std::env::var("ZOS_BENCH_CLIENTS") {
-        Ok(list) => list.split(',').map(|count| count.trim().parse().expect("ZOS_BENCH_CLIENTS: counts")).collect(),
-        Err(_) => vec![1, 8, 64],
-    };
-    for clients in counts {
+    for clients in fixture::client_counts(&[1, 8, 64]).into_iter().map(|count| count as u64) {
         println!("{clients:>4} clients: {:>8.0} per second", throughput(clients, creates));
     }
 }
