@@ -71,8 +71,11 @@ struct Known {
     accepted: BTreeSet<u64>,
     /// Asked to delete, and told the request was taken.
     deleting: BTreeSet<u64>,
-    /// A create or a delete whose answer was lost (a daemon or Redis died): either outcome is right.
-    uncertain: BTreeSet<u64>,
+    /// Creates whose answer was lost (a daemon or Redis died), kept to be sent again: either outcome is
+    /// right, and a request still queued in Redis may yet be taken.
+    unanswered_creates: BTreeMap<u64, Deployment>,
+    /// Deletes whose answer was lost, to be asked again.
+    unanswered_deletes: BTreeSet<u64>,
 }
 
 /// The bus clients of the node.
@@ -271,7 +274,7 @@ async fn step(
     if mine.len() < 3 || rng.bool() {
         let contract = next.fetch_add(1, Ordering::Relaxed);
         let dl = deployment(twin, contract, image, rng)?;
-        let answer = bus.provision.create_or_update(twin, dl, false).await;
+        let answer = bus.provision.create_or_update(twin, dl.clone(), false).await;
         let mut known = known.lock().await;
         let mine = known.entry(twin).or_default();
         Ok(match answer {
@@ -289,7 +292,7 @@ async fn step(
                 format!("create refused ({})", short.into_iter().collect::<Vec<_>>().join(", "))
             }
             Err(err) => {
-                mine.uncertain.insert(contract);
+                mine.unanswered_creates.insert(contract, dl);
                 format!("create {}", err.code().unwrap_or("lost"))
             }
         })
@@ -305,7 +308,7 @@ async fn step(
                 "delete accepted".into()
             }
             Err(err) => {
-                mine.uncertain.insert(contract);
+                mine.unanswered_deletes.insert(contract);
                 format!("delete {}", err.code().unwrap_or("lost"))
             }
         })
@@ -324,7 +327,56 @@ struct Made {
     lowers: std::path::PathBuf,
 }
 
-/// Waits for every job to settle (no workload in `init`, every delete done), then checks the node.
+/// Sends again, until answered, each request whose answer was lost, as a client that must know
+/// would: a create (`exists`: the first one was taken) and a delete (`not_found`: it is done). Until
+/// then a deployment's fate is open either way: a create may still wait in Redis's queue, and a delete
+/// that was taken but whose module call failed (Redis was down) leaves the deployment listed, in
+/// `error`, until a retry removes it. What is still unanswered after [`SETTLE`] is a violation.
+async fn ask_again(bus: &Bus, known: &mut BTreeMap<u32, Known>, at: &str) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let mut open = Vec::new();
+        for (&twin, mine) in known.iter_mut() {
+            for (contract, dl) in std::mem::take(&mut mine.unanswered_creates) {
+                match bus.provision.create_or_update(twin, dl.clone(), false).await {
+                    Ok(admission) if !admission.accepted => {}
+                    Ok(_) => {
+                        mine.accepted.insert(contract);
+                    }
+                    Err(err) if err.code() == Some("exists") => {
+                        mine.accepted.insert(contract);
+                    }
+                    Err(err) => {
+                        open.push(format!("{twin}-{contract}'s create: {err}"));
+                        mine.unanswered_creates.insert(contract, dl);
+                    }
+                }
+            }
+            for contract in std::mem::take(&mut mine.unanswered_deletes) {
+                match bus.provision.deprovision(twin, contract, "campaign".into()).await {
+                    Ok(_) => {
+                        mine.deleting.insert(contract);
+                    }
+                    Err(err) if err.code() == Some("not_found") => {}
+                    Err(err) => {
+                        open.push(format!("{twin}-{contract}'s delete: {err}"));
+                        mine.unanswered_deletes.insert(contract);
+                    }
+                }
+            }
+        }
+        if open.is_empty() {
+            return Vec::new();
+        }
+        if started.elapsed() > SETTLE {
+            return open.into_iter().map(|it| format!("{at}: no answer in {} s to {it}", SETTLE.as_secs())).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Asks again what was left unanswered, waits for every job to settle (no workload in `init`, every
+/// delete done), then checks the node.
 async fn check(
     bus: &Bus,
     known: &mut BTreeMap<u32, Known>,
@@ -332,7 +384,7 @@ async fn check(
     at: &str,
     slowest: &mut Duration,
 ) -> Vec<String> {
-    let mut found = Vec::new();
+    let mut found = ask_again(bus, known, at).await;
     let started = Instant::now();
     let live = loop {
         let mut all = Vec::new();
@@ -378,15 +430,11 @@ async fn check(
                 found.push(format!("{at}: deleted deployment {twin}-{contract} is still there"));
             }
         }
-        let uncertain = std::mem::take(&mut mine.uncertain);
-        for contract in uncertain {
-            if present.contains(&(twin, contract)) {
-                mine.accepted.insert(contract);
-            }
-        }
         mine.deleting.clear();
         for &(owner, contract) in &present {
-            if owner == twin && !mine.accepted.contains(&contract) {
+            let unanswered =
+                mine.unanswered_creates.contains_key(&contract) || mine.unanswered_deletes.contains(&contract);
+            if owner == twin && !mine.accepted.contains(&contract) && !unanswered {
                 found.push(format!("{at}: deployment {twin}-{contract} is there but no client was told so"));
             }
         }

@@ -231,7 +231,9 @@ fn node_section(out: &mut String, node: &NodeRun) {
          and provisiond), three clients deploying and deleting vdisks, networks, volumes, zdbs, public \
          addresses and zmachines (booting an flist from the hub as their root, a vdisk mounted) over zbus. \
          The daemons are SIGKILLed in turn at random points 0.1 to 0.7 s apart and restarted with the same \
-         config; after each restart the load stops, the jobs settle, and the node is checked: every \
+         config; after each restart the load stops, each create or delete whose answer was lost (its daemon \
+         or Redis died) is sent again until it is answered, as a client would, the jobs settle, and the \
+         node is checked: every \
          deployment a client was told was accepted is there (or was deleted by request), nothing unknown \
          is, the counters (GetCounters) equal what the live workloads hold plus what the system keeps, byte \
          for byte, the reconciler reports no drift (volumes, vdisks, zdb devices, networks, taps, VMs), and \
