@@ -2,7 +2,8 @@
 //! clients, and the time provisiond's engine takes to open with 10 thousand active workloads.
 //! Starts its own redis-server. Run: `cargo bench -p zos-provisiond --bench admission`
 //! (`ZOS_BENCH_CREATES=6400` creates per client count instead of 1 600, `ZOS_BENCH_CLIENTS=16` only that
-//! count, `ZOS_BENCH_RECOVERY=0` skips the open).
+//! count, `ZOS_BENCH_RECOVERY=0` skips the open). The CPU per create and the cores busy are this
+//! process's (provisiond's server and engine, and the clients), not redis-server's.
 
 mod fixture;
 
@@ -30,7 +31,7 @@ async fn main() {
     tokio::spawn(server.run(std::future::pending()));
     let provision = ProvisionClient::new(client, "provision");
     let mut next = 1u64;
-    println!("clients | deployments | admitted/s (3 workloads each, durable)");
+    println!("clients | deployments | admitted/s (3 workloads each, durable) | CPU per create | cores busy");
     let creates = fixture::setting("ZOS_BENCH_CREATES", 1_600);
     for clients in fixture::client_counts(&[1, 8, 16, 64]) {
         let per_client = creates / clients;
@@ -44,7 +45,7 @@ async fn main() {
                     .collect()
             })
             .collect();
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), fixture::cpu_time());
         let tasks: Vec<_> = batches
             .into_iter()
             .map(|batch| {
@@ -59,8 +60,14 @@ async fn main() {
         for task in tasks {
             task.await.expect("join");
         }
+        let (wall, cpu) = (started.elapsed(), fixture::cpu_time() - cpu);
         let total = clients * per_client;
-        println!("{clients} | {total} | {:.0}", total as f64 / started.elapsed().as_secs_f64());
+        println!(
+            "{clients} | {total} | {:.0} | {:.1?} | {:.2}",
+            total as f64 / wall.as_secs_f64(),
+            cpu / total as u32,
+            cpu.as_secs_f64() / wall.as_secs_f64()
+        );
     }
 
     if std::env::var("ZOS_BENCH_RECOVERY").is_ok_and(|v| v == "0") {

@@ -6,7 +6,9 @@
 //! enough for the store's journal to be checkpointed once. Run:
 //! `cargo bench -p zos-provisiond --bench door` (about a minute; `ZOS_BENCH_MAX=10000` stops earlier,
 //! `ZOS_BENCH_MAX=0` measures only the throughput, `ZOS_BENCH_CREATES=3200` makes it shorter,
-//! `ZOS_BENCH_CLIENTS=64` measures only that client count).
+//! `ZOS_BENCH_CLIENTS=64` measures only that client count). Each throughput line also gives the CPU
+//! time the process spent per create (every thread, sled's included) and how many cores were busy, and
+//! the last line what validation and the signature check alone cost: the floor of a create's CPU.
 
 mod fixture;
 
@@ -20,14 +22,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// What a throughput run did: creates per second, CPU time per create, and cores busy.
+struct Throughput {
+    per_second: f64,
+    cpu_per_create: Duration,
+    cores: f64,
+}
+
 /// Durable admissions per second with `clients` threads creating `total` deployments between them.
-fn throughput(clients: u64, total: u64) -> f64 {
+fn throughput(clients: u64, total: u64) -> Throughput {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = open(dir.path());
     let per_client = total / clients;
     let batches: Vec<Vec<Deployment>> =
         (0..clients).map(|client| (0..per_client).map(|i| deployment(1 + client * per_client + i)).collect()).collect();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), fixture::cpu_time());
     std::thread::scope(|scope| {
         for batch in batches {
             let engine = &engine;
@@ -38,7 +47,26 @@ fn throughput(clients: u64, total: u64) -> f64 {
             });
         }
     });
-    (per_client * clients) as f64 / started.elapsed().as_secs_f64()
+    let (wall, cpu) = (started.elapsed(), fixture::cpu_time() - cpu);
+    let creates = per_client * clients;
+    Throughput {
+        per_second: creates as f64 / wall.as_secs_f64(),
+        cpu_per_create: cpu / creates as u32,
+        cores: cpu.as_secs_f64() / wall.as_secs_f64(),
+    }
+}
+
+/// What a create costs before the door, on one thread: validation and the signature check, which
+/// every create needs whatever the store.
+fn check_cost() -> Duration {
+    let twins = fixture::twins();
+    let deployments: Vec<Deployment> = (1..=2_000).map(deployment).collect();
+    let started = Instant::now();
+    for dl in &deployments {
+        dl.validate().expect("valid");
+        dl.verify(&twins).expect("signed");
+    }
+    started.elapsed() / deployments.len() as u32
 }
 
 fn main() {
@@ -84,6 +112,16 @@ fn main() {
         std::env::temp_dir().display()
     );
     for clients in fixture::client_counts(&[1, 8, 64]).into_iter().map(|count| count as u64) {
-        println!("{clients:>4} clients: {:>8.0} per second", throughput(clients, creates));
+        let run = throughput(clients, creates);
+        println!(
+            "{clients:>4} clients: {:>8.0} per second, {:>6.1?} of CPU per create, {:.2} cores busy",
+            run.per_second, run.cpu_per_create, run.cores
+        );
     }
+    let (check, cores) = (check_cost(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "validation and signature check alone: {check:.1?} per create on one thread; {cores} cores doing \
+         nothing else could check {:.0} per second",
+        cores as f64 / check.as_secs_f64()
+    );
 }
