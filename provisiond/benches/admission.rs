@@ -45,7 +45,7 @@ async fn main() {
                     .collect()
             })
             .collect();
-        let (started, cpu) = (Instant::now(), fixture::cpu_time());
+        let timing = fixture::Timing::start();
         let tasks: Vec<_> = batches
             .into_iter()
             .map(|batch| {
@@ -60,14 +60,9 @@ async fn main() {
         for task in tasks {
             task.await.expect("join");
         }
-        let (wall, cpu) = (started.elapsed(), fixture::cpu_time() - cpu);
         let total = clients * per_client;
-        println!(
-            "{clients} | {total} | {:.0} | {:.1?} | {:.2}",
-            total as f64 / wall.as_secs_f64(),
-            cpu / total as u32,
-            cpu.as_secs_f64() / wall.as_secs_f64()
-        );
+        let run = timing.finish(total as u64);
+        println!("{clients} | {total} | {:.0} | {:.1?} | {:.2}", run.per_second, run.cpu_per_create, run.cores);
     }
 
     if std::env::var("ZOS_BENCH_RECOVERY").is_ok_and(|v| v == "0") {

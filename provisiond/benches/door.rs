@@ -22,21 +22,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// What a throughput run did: creates per second, CPU time per create, and cores busy.
-struct Throughput {
-    per_second: f64,
-    cpu_per_create: Duration,
-    cores: f64,
-}
-
 /// Durable admissions per second with `clients` threads creating `total` deployments between them.
-fn throughput(clients: u64, total: u64) -> Throughput {
+fn throughput(clients: u64, total: u64) -> fixture::Throughput {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = open(dir.path());
     let per_client = total / clients;
     let batches: Vec<Vec<Deployment>> =
         (0..clients).map(|client| (0..per_client).map(|i| deployment(1 + client * per_client + i)).collect()).collect();
-    let (started, cpu) = (Instant::now(), fixture::cpu_time());
+    let timing = fixture::Timing::start();
     std::thread::scope(|scope| {
         for batch in batches {
             let engine = &engine;
@@ -47,13 +40,7 @@ fn throughput(clients: u64, total: u64) -> Throughput {
             });
         }
     });
-    let (wall, cpu) = (started.elapsed(), fixture::cpu_time() - cpu);
-    let creates = per_client * clients;
-    Throughput {
-        per_second: creates as f64 / wall.as_secs_f64(),
-        cpu_per_create: cpu / creates as u32,
-        cores: cpu.as_secs_f64() / wall.as_secs_f64(),
-    }
+    timing.finish(per_client * clients)
 }
 
 /// What a create costs before the door, on one thread: validation and the signature check, which
