@@ -1,13 +1,14 @@
 //! Key layout of the single sled tree (schema 2). Every key starts with a one-byte table tag; numbers
 //! are big-endian so that keys sort by twin, then contract, then sequence. A deployment's records are
-//! few and whole (one `D`, one `R`, one `H` per change), so creating one writes four keys, whatever the
-//! number of its workloads.
+//! few and whole (one `D`, one `R`, one `H` per change), so creating one writes three keys (`D`, `R`
+//! and its job's `J`), whatever the number of its workloads: a new `D` record holds its log's first
+//! step itself until it first changes (schema 3; schema 2 wrote that step under `H` at once).
 //!
 //! | tag | key | value |
 //! |---|---|---|
 //! | `M` | name | store metadata (`schema`, `generation`, `job_seq`) |
 //! | `D` | twin, contract | the deployment: version, texts, signature requirement, its active workloads in order with their current results, log sequence |
-//! | `H` | twin, contract, sequence | the append-only log of results: each step, the whole of every workload it changed |
+//! | `H` | twin, contract, sequence | the append-only log of results: each step, the whole of every workload it changed (the first step is written when the `D` record first changes) |
 //! | `S` | twin, name | sharable name registry: the contract that owns the name |
 //! | `R` | twin, contract | the reservations the ledger granted the deployment's workloads, by name |
 //! | `J` | sequence | a queued job |

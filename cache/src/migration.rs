@@ -1,6 +1,7 @@
-//! Schema 1 to schema 2, at open. Schema 1 kept each active workload under its own `W` key, one `R`
-//! key per workload and one workload per `H` step: eleven keys to create a deployment of three
-//! workloads. Schema 2 keeps a deployment whole (`crate::key`): four keys. The store is rewritten into
+//! Schema 1 to the current schema, at open. Schema 1 kept each active workload under its own `W` key,
+//! one `R` key per workload and one workload per `H` step: eleven keys to create a deployment of three
+//! workloads. Schema 2 keeps a deployment whole (`crate::key`): four keys; the records it writes are
+//! valid in schema 3, which only lets a new record hold its first log step. The store is rewritten into
 //! a fresh copy swapped in by renames (`crate::compaction::rewrite`), so a crash or a failure during
 //! the migration leaves the schema 1 store as it was, to be migrated at the next open.
 

@@ -17,8 +17,13 @@ use zos_types::{
     validate_name,
 };
 
-/// The schema this build reads and writes (a store of schema 1 is migrated at open).
-pub const SCHEMA_VERSION: u32 = 2;
+/// The schema this build reads and writes (a store of schema 1 is migrated at open, one of schema 2 is
+/// taken as it is: its records are valid schema 3 records).
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The schema whose stores open as [`SCHEMA_VERSION`] with no record rewritten: schema 3 only lets a
+/// record hold its log's first step itself ([`Record::next_seq`]), which no schema 2 record does.
+const SCHEMA_WITHOUT_IMPLICIT_STEP: u32 = 2;
 
 pub(crate) const SCHEMA: &str = "schema";
 const GENERATION: &str = "generation";
@@ -34,12 +39,18 @@ pub(crate) struct Record<'a, W = Cow<'a, [Workload]>> {
     pub(crate) description: Cow<'a, str>,
     pub(crate) signature_requirement: Cow<'a, SignatureRequirement>,
     pub(crate) workloads: W,
-    /// Next sequence number of the result log.
+    /// Next sequence number of the result log. [`IMPLICIT_FIRST_STEP`] for a record that has not
+    /// changed since its create: the log's first step is then the record's own workloads, under no `H`
+    /// key, written out when the record first changes ([`Txn::changing`]), so that a create writes one
+    /// key less.
     pub(crate) next_seq: u64,
 }
 
 /// A record as read from the store.
 pub(crate) type Stored = Record<'static>;
+
+/// [`Record::next_seq`] of a record whose log's first step is implicit (the record's workloads).
+pub(crate) const IMPLICIT_FIRST_STEP: u64 = 1;
 
 impl Record<'_> {
     fn workload(&self, name: &str) -> Option<&Workload> {
@@ -70,13 +81,12 @@ pub struct Prepared {
     twin: u32,
     contract: u64,
     record: Vec<u8>,
-    log: Vec<u8>,
     sharable: Vec<String>,
 }
 
 impl Prepared {
     /// Checks the deployment's workloads (valid names, each once, valid results) and encodes its
-    /// records.
+    /// record, which holds the first step of its log too.
     pub fn new(deployment: &Deployment) -> Result<Prepared, StoreError> {
         let mut names = std::collections::BTreeSet::new();
         for workload in &deployment.workloads {
@@ -93,13 +103,12 @@ impl Prepared {
             description: Cow::Borrowed(&deployment.description),
             signature_requirement: Cow::Borrowed(&deployment.signature_requirement),
             workloads: &*workloads,
-            next_seq: 2,
+            next_seq: IMPLICIT_FIRST_STEP,
         };
         Ok(Prepared {
             twin: deployment.twin_id,
             contract: deployment.contract_id,
             record: encode(&record),
-            log: workloads.get().as_bytes().to_vec(),
             sharable: deployment
                 .workloads
                 .iter()
@@ -251,7 +260,11 @@ impl Store {
         match store.tree.get(key::meta(SCHEMA))? {
             Some(found) => {
                 let found = String::from_utf8_lossy(&found).into_owned();
-                if found != SCHEMA_VERSION.to_string() {
+                if found == SCHEMA_WITHOUT_IMPLICIT_STEP.to_string() {
+                    tracing::info!(store = %store.path.display(), "store of schema {found} opened as schema {SCHEMA_VERSION}");
+                    store.tree.insert(key::meta(SCHEMA), SCHEMA_VERSION.to_string().as_bytes())?;
+                    flush_engine(&store.db, &store.path)?;
+                } else if found != SCHEMA_VERSION.to_string() {
                     return Err(StoreError::UnknownSchema { found, supported: SCHEMA_VERSION });
                 }
             }
@@ -386,8 +399,9 @@ impl Store {
 
     /// The whole result log of a deployment, oldest first.
     pub fn changes(&self, twin: u32, contract: u64) -> Result<Vec<Workload>, StoreError> {
-        if !self.tree.contains_key(key::deployment(twin, contract))? {
-            return Err(StoreError::DeploymentNotExists);
+        let record: Stored = self.read(&key::deployment(twin, contract))?.ok_or(StoreError::DeploymentNotExists)?;
+        if record.next_seq == IMPLICIT_FIRST_STEP {
+            return Ok(record.workloads.into_owned());
         }
         let mut changes = Vec::new();
         for item in self.scan(&key::history_prefix(twin, contract)) {
@@ -576,6 +590,18 @@ impl<'a> Txn<'a> {
         self.get(&key::deployment(twin, contract))?.ok_or(StoreError::DeploymentNotExists)
     }
 
+    /// The record of a deployment about to change (`missing` when there is none). A record that has
+    /// not changed since its create holds its log's first step itself; the step is written out here,
+    /// before the record changes.
+    fn changing(&mut self, twin: u32, contract: u64, missing: StoreError) -> Result<Stored, StoreError> {
+        let mut record: Stored = self.get(&key::deployment(twin, contract))?.ok_or(missing)?;
+        if record.next_seq == IMPLICIT_FIRST_STEP {
+            self.put(key::history(twin, contract, IMPLICIT_FIRST_STEP), &record.workloads);
+            record.next_seq = IMPLICIT_FIRST_STEP.saturating_add(1);
+        }
+        Ok(record)
+    }
+
     fn put_stored(&mut self, twin: u32, contract: u64, record: &Stored) {
         self.put(key::deployment(twin, contract), record);
     }
@@ -631,7 +657,7 @@ impl<'a> Txn<'a> {
         prepared: Prepared,
         reservations: impl IntoIterator<Item = (String, ReservationRecord)>,
     ) -> Result<(), StoreError> {
-        let Prepared { twin, contract, record, log, sharable } = prepared;
+        let Prepared { twin, contract, record, sharable } = prepared;
         if self.get_raw(&key::deployment(twin, contract))?.is_some() {
             return Err(StoreError::DeploymentExists);
         }
@@ -639,7 +665,6 @@ impl<'a> Txn<'a> {
             self.claim_sharable(twin, contract, name)?;
         }
         self.stage(key::deployment(twin, contract), Some(record));
-        self.stage(key::history(twin, contract, 1), Some(log));
         // The deployment is new, so its reservations are what this change staged and what it brings:
         // no committed record is read (one a create would find belongs to no deployment).
         let key = key::reservation(twin, contract);
@@ -656,7 +681,7 @@ impl<'a> Txn<'a> {
 
     /// Adds a workload to an existing deployment (ZOS's `Add`).
     pub fn add_workload(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
-        let mut record = self.stored(twin, contract)?;
+        let mut record = self.changing(twin, contract, StoreError::DeploymentNotExists)?;
         Self::check_workload(workload)?;
         if record.workload(&workload.name).is_some() {
             return Err(StoreError::WorkloadExists(workload.name.clone()));
@@ -673,7 +698,7 @@ impl<'a> Txn<'a> {
     /// Takes a workload out of the active set and frees its sharable name; its log stays (ZOS's `Remove`).
     /// Removing a name that is not active does nothing.
     pub fn remove_workload(&mut self, twin: u32, contract: u64, name: &str) -> Result<(), StoreError> {
-        let mut record = self.stored(twin, contract)?;
+        let mut record = self.changing(twin, contract, StoreError::DeploymentNotExists)?;
         let Some(pos) = record.workloads.iter().position(|it| it.name == name) else {
             return Ok(());
         };
@@ -688,7 +713,7 @@ impl<'a> Txn<'a> {
     /// appended to the log, and becomes the current one unless its state is `unchanged`.
     pub fn record(&mut self, twin: u32, contract: u64, workload: &Workload) -> Result<(), StoreError> {
         Self::check_result(&workload.result)?;
-        let mut record = self.get::<Stored>(&key::deployment(twin, contract))?.ok_or(StoreError::WorkloadNotExist)?;
+        let mut record = self.changing(twin, contract, StoreError::WorkloadNotExist)?;
         let pos =
             record.workloads.iter().position(|it| it.name == workload.name).ok_or(StoreError::WorkloadNotExist)?;
         let stored = record.workloads[pos].kind();
@@ -706,7 +731,7 @@ impl<'a> Txn<'a> {
     /// Updates the deployment's own fields (version, texts, signature requirement).
     pub fn update_header(&mut self, deployment: &Deployment) -> Result<(), StoreError> {
         let (twin, contract) = (deployment.twin_id, deployment.contract_id);
-        let mut record = self.stored(twin, contract)?;
+        let mut record = self.changing(twin, contract, StoreError::DeploymentNotExists)?;
         record.version = deployment.version;
         record.metadata = Cow::Owned(deployment.metadata.clone());
         record.description = Cow::Owned(deployment.description.clone());
@@ -718,7 +743,7 @@ impl<'a> Txn<'a> {
     /// Appends an `error` result with `message` to every active workload (ZOS's `Error`), as one step
     /// of the log.
     pub fn error(&mut self, twin: u32, contract: u64, message: &str, created: Timestamp) -> Result<(), StoreError> {
-        let mut record = self.stored(twin, contract)?;
+        let mut record = self.changing(twin, contract, StoreError::DeploymentNotExists)?;
         let mut workloads = std::mem::take(&mut record.workloads).into_owned();
         for workload in &mut workloads {
             workload.result = WorkloadResult {

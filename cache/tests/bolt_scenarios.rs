@@ -272,3 +272,65 @@ fn failed_unit_leaves_nothing_and_the_batch_goes_on() {
     assert_eq!(store.get(1, 12).expect("third").workloads.len(), 1);
     create(&store, &deployment(1, 11, vec![workload("vm", "zmount")])).expect("contract 11 was left free");
 }
+
+/// The log of a deployment as (name, state) pairs.
+fn log(store: &Store, twin: u32, contract: u64) -> Vec<(String, ResultState)> {
+    store.changes(twin, contract).expect("changes").into_iter().map(|wl| (wl.name, wl.result.state)).collect()
+}
+
+/// A new deployment's record holds its log's first step until the record first changes (so that a
+/// create writes one key less): the log reads the same before and after, whichever change comes first,
+/// and after a reopen.
+#[test]
+fn the_first_log_step_reads_the_same_before_and_after_the_record_first_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state");
+    let store = Store::open(&path).expect("open");
+    let created = vec![("vm1".to_string(), ResultState::Init), ("net".to_string(), ResultState::Init)];
+    let mut ok = workload("vm1", "zmount");
+    ok.result.state = ResultState::Ok;
+    type Change = fn(&mut zos_cache::Txn<'_>, u64, &Workload) -> Result<(), StoreError>;
+    let changes: [(Change, Vec<(String, ResultState)>); 5] = [
+        (|txn, contract, ok| txn.record(1, contract, ok), vec![("vm1".into(), ResultState::Ok)]),
+        (
+            |txn, contract, _| txn.error(1, contract, "failed", Timestamp(2)),
+            vec![("vm1".into(), ResultState::Error), ("net".into(), ResultState::Error)],
+        ),
+        (
+            |txn, contract, _| txn.add_workload(1, contract, &workload("vol", "volume")),
+            vec![("vol".into(), ResultState::Init)],
+        ),
+        (|txn, contract, _| txn.remove_workload(1, contract, "vm1"), vec![]),
+        (
+            |txn, contract, _| {
+                let mut header = deployment(1, contract, vec![]);
+                header.version = 2;
+                txn.update_header(&header)
+            },
+            vec![],
+        ),
+    ];
+    for (contract, _) in (10..).zip(&changes) {
+        let dl = deployment(1, contract, vec![workload("vm1", "zmount"), workload("net", "zmount")]);
+        create(&store, &dl).expect("create");
+        assert_eq!(log(&store, 1, contract), created, "deployment {contract} before any change");
+    }
+    for (contract, (change, added)) in (10..).zip(&changes) {
+        let mut txn = store.begin();
+        change(&mut txn, contract, &ok).expect("change");
+        txn.commit().expect("commit");
+        let expected: Vec<_> = created.iter().cloned().chain(added.iter().cloned()).collect();
+        assert_eq!(log(&store, 1, contract), expected, "deployment {contract} after its first change");
+        // A second change appends after the first one's step, never over it.
+        let mut txn = store.begin();
+        txn.error(1, contract, "again", Timestamp(3)).expect("error");
+        txn.commit().expect("commit");
+        assert_eq!(log(&store, 1, contract)[..expected.len()], expected[..], "deployment {contract}");
+    }
+    let expected: Vec<Vec<_>> = (10..15).map(|contract| log(&store, 1, contract)).collect();
+    drop(store);
+    let store = Store::open(&path).expect("reopen");
+    let reopened: Vec<Vec<_>> = (10..15).map(|contract| log(&store, 1, contract)).collect();
+    assert_eq!(reopened, expected);
+    assert_eq!(store.check_consistency().expect("check"), vec![]);
+}

@@ -98,7 +98,7 @@ fn schema_1_store(vm_missing: bool) -> (tempfile::TempDir, std::path::PathBuf) {
 fn schema_1_store_is_migrated_with_nothing_lost() {
     let (dir, path) = schema_1_store(false);
     let store = Store::open(&path).expect("migrated");
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let dl = store.get(1, 10).expect("1-10");
     let names: Vec<_> = dl.workloads.iter().map(|wl| (wl.name.as_str(), wl.result.state)).collect();
     assert_eq!(names, vec![("vm", ResultState::Ok), ("net", ResultState::Init)]);
@@ -152,4 +152,63 @@ fn schema_1_store_that_cannot_be_migrated_is_left_as_it_was() {
     let tree = db.open_tree("zos").expect("tree");
     assert_eq!(tree.get(b"Mschema").expect("read").as_deref(), Some(b"1".as_slice()));
     assert!(tree.get(named(b'W', 2, 20, "disk")).expect("read").is_some());
+}
+
+/// A store written by schema 2 (every record's first log step under `H`) opens as schema 3 with no
+/// record rewritten: its log reads whole, goes on where it was, and the store says schema 3 after.
+#[test]
+fn schema_2_store_opens_as_schema_3_with_its_log_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state");
+    let vm = workload("vm", "zmount", ResultState::Init, 1);
+    {
+        let db = sled::open(&path).expect("sled");
+        let tree = db.open_tree("zos").expect("tree");
+        let record = json!({
+            "version": 0,
+            "metadata": "",
+            "description": "",
+            "signature_requirement": SignatureRequirement::default(),
+            "workloads": [vm],
+            "next_seq": 2,
+        });
+        let records: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"Mschema".to_vec(), b"2".to_vec()),
+            (b"Mgeneration".to_vec(), b"1".to_vec()),
+            (scoped(b'D', 1, 10), bytes(&record)),
+            (seq(b'H', 1, 10, 1), bytes(&[&vm])),
+            (scoped(b'R', 1, 10), bytes(&json!({"vm": reservation(&vm)}))),
+        ];
+        for (key, value) in records {
+            tree.insert(key, value).expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+    let store = Store::open(&path).expect("schema 2 opens");
+    let log = |store: &Store| -> Vec<_> {
+        store.changes(1, 10).expect("log").into_iter().map(|wl| (wl.name, wl.result.state)).collect()
+    };
+    assert_eq!(log(&store), vec![("vm".to_string(), ResultState::Init)]);
+    let mut txn = store.begin();
+    txn.record(1, 10, &workload("vm", "zmount", ResultState::Ok, 2)).expect("record");
+    txn.commit().expect("commit");
+    let expected = vec![("vm".to_string(), ResultState::Init), ("vm".to_string(), ResultState::Ok)];
+    assert_eq!(log(&store), expected);
+    assert_eq!(store.check_consistency().expect("check"), vec![]);
+    drop(store);
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(log(&store), expected);
+    drop(store);
+    // sled releases its lock from a background thread a moment after the handle is dropped.
+    let db = (0..50)
+        .find_map(|_| {
+            let db = sled::open(&path).ok();
+            if db.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            db
+        })
+        .expect("sled");
+    let schema = db.open_tree("zos").expect("tree").get(b"Mschema").expect("read");
+    assert_eq!(schema.as_deref(), Some(b"3".as_slice()));
 }
