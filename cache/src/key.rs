@@ -1,8 +1,8 @@
-//! Key layout of the single sled tree (schema 2). Every key starts with a one-byte table tag; numbers
+//! Key layout of the single sled tree (schema 3). Every key starts with a one-byte table tag; numbers
 //! are big-endian so that keys sort by twin, then contract, then sequence. A deployment's records are
 //! few and whole (one `D`, one `R`, one `H` per change), so creating one writes three keys (`D`, `R`
 //! and its job's `J`), whatever the number of its workloads: a new `D` record holds its log's first
-//! step itself until it first changes (schema 3; schema 2 wrote that step under `H` at once).
+//! step itself until it first changes (schema 2 wrote that step under `H` at once).
 //!
 //! | tag | key | value |
 //! |---|---|---|

@@ -94,7 +94,7 @@ fn flush(to: &mut Fresh, group: Option<((u32, u64), Reservations)>) -> Result<()
     to.insert(k, encode(&records))
 }
 
-/// A schema 2 deployment record from a schema 1 `D` value and the `W` records it names.
+/// A deployment record (with its log's steps under `H`, as schema 2 wrote it) from a schema 1 `D` value and the `W` records it names.
 fn deployment(from: &sled::Tree, k: &[u8], v: &[u8]) -> Result<Vec<u8>, StoreError> {
     let (twin, contract) = key::twin_contract(k).ok_or_else(|| corrupt(k, "bad schema 1 deployment key"))?;
     let old: V1Deployment = decode(k, v)?;

@@ -287,22 +287,27 @@ fn the_first_log_step_reads_the_same_before_and_after_the_record_first_changes()
     let path = dir.path().join("state");
     let store = Store::open(&path).expect("open");
     let created = vec![("vm1".to_string(), ResultState::Init), ("net".to_string(), ResultState::Init)];
-    let mut ok = workload("vm1", "zmount");
-    ok.result.state = ResultState::Ok;
-    type Change = fn(&mut zos_cache::Txn<'_>, u64, &Workload) -> Result<(), StoreError>;
+    type Change = fn(&mut zos_cache::Txn<'_>, u64) -> Result<(), StoreError>;
     let changes: [(Change, Vec<(String, ResultState)>); 5] = [
-        (|txn, contract, ok| txn.record(1, contract, ok), vec![("vm1".into(), ResultState::Ok)]),
         (
-            |txn, contract, _| txn.error(1, contract, "failed", Timestamp(2)),
+            |txn, contract| {
+                let mut ok = workload("vm1", "zmount");
+                ok.result.state = ResultState::Ok;
+                txn.record(1, contract, &ok)
+            },
+            vec![("vm1".into(), ResultState::Ok)],
+        ),
+        (
+            |txn, contract| txn.error(1, contract, "failed", Timestamp(2)),
             vec![("vm1".into(), ResultState::Error), ("net".into(), ResultState::Error)],
         ),
         (
-            |txn, contract, _| txn.add_workload(1, contract, &workload("vol", "volume")),
+            |txn, contract| txn.add_workload(1, contract, &workload("vol", "volume")),
             vec![("vol".into(), ResultState::Init)],
         ),
-        (|txn, contract, _| txn.remove_workload(1, contract, "vm1"), vec![]),
+        (|txn, contract| txn.remove_workload(1, contract, "vm1"), vec![]),
         (
-            |txn, contract, _| {
+            |txn, contract| {
                 let mut header = deployment(1, contract, vec![]);
                 header.version = 2;
                 txn.update_header(&header)
@@ -310,14 +315,15 @@ fn the_first_log_step_reads_the_same_before_and_after_the_record_first_changes()
             vec![],
         ),
     ];
-    for (contract, _) in (10..).zip(&changes) {
+    let contracts = 10..10 + changes.len() as u64;
+    for contract in contracts.clone() {
         let dl = deployment(1, contract, vec![workload("vm1", "zmount"), workload("net", "zmount")]);
         create(&store, &dl).expect("create");
         assert_eq!(log(&store, 1, contract), created, "deployment {contract} before any change");
     }
-    for (contract, (change, added)) in (10..).zip(&changes) {
+    for (contract, (change, added)) in contracts.clone().zip(&changes) {
         let mut txn = store.begin();
-        change(&mut txn, contract, &ok).expect("change");
+        change(&mut txn, contract).expect("change");
         txn.commit().expect("commit");
         let expected: Vec<_> = created.iter().cloned().chain(added.iter().cloned()).collect();
         assert_eq!(log(&store, 1, contract), expected, "deployment {contract} after its first change");
@@ -327,10 +333,10 @@ fn the_first_log_step_reads_the_same_before_and_after_the_record_first_changes()
         txn.commit().expect("commit");
         assert_eq!(log(&store, 1, contract)[..expected.len()], expected[..], "deployment {contract}");
     }
-    let expected: Vec<Vec<_>> = (10..15).map(|contract| log(&store, 1, contract)).collect();
+    let expected: Vec<Vec<_>> = contracts.clone().map(|contract| log(&store, 1, contract)).collect();
     drop(store);
     let store = Store::open(&path).expect("reopen");
-    let reopened: Vec<Vec<_>> = (10..15).map(|contract| log(&store, 1, contract)).collect();
+    let reopened: Vec<Vec<_>> = contracts.map(|contract| log(&store, 1, contract)).collect();
     assert_eq!(reopened, expected);
     assert_eq!(store.check_consistency().expect("check"), vec![]);
 }

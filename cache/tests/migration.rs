@@ -1,5 +1,5 @@
 //! A store written by schema 1 (one `W` key per workload, one `R` key per reservation, one workload
-//! per log step) is migrated at open to schema 2 with nothing lost; a migration that cannot finish
+//! per log step) is migrated at open to the current schema with nothing lost; a migration that cannot finish
 //! leaves the schema 1 store as it was.
 
 use serde_json::json;
