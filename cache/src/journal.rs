@@ -1,19 +1,24 @@
 //! The write-ahead journal: what makes a commit durable.
 //!
 //! sled 0.34's `flush` excludes every `apply_batch` while it runs, so a flush per group commit
-//! serializes admission behind the disk. Instead each commit's batch is applied to sled at once (reads
-//! see it) and framed into this journal; group commit appends the frames of all the commits made
-//! meanwhile with one `write` and one `fdatasync`, and sled itself is flushed only at a checkpoint
-//! (when the journal grows past [`CHECKPOINT`], and when the store is closed), after which the journal
-//! is emptied.
+//! serializes admission behind the disk. Instead each commit is staged in the store's backlog (reads
+//! see it at once) and framed for this journal; group commit appends the frames of all the commits
+//! made meanwhile with one `write` and one `fdatasync`, and only then applies them to sled. sled itself
+//! is flushed only at a checkpoint (when the journal grows past [`CHECKPOINT`], and when the store is
+//! closed), after which the journal is emptied.
 //!
 //! A frame is `[payload length: u32 LE][crc32 of the payload: u32 LE][payload]`; the payload is the
 //! store generation the commit made (u64 LE), its number of operations (u32 LE) and each operation:
-//! key length (u32 LE), key, then `0` for a removal or `1`, value length (u32 LE) and value. Every
-//! commit writes its generation into sled in the same batch, so at open [`replay`] applies, in order,
-//! the frames newer than the generation sled recovered (sled recovers a prefix of its batches), which
-//! makes replay idempotent. A frame that is cut short or fails its checksum ends the journal: it was
-//! never acknowledged, since the `fdatasync` that would have covered it did not return.
+//! key length (u32 LE), key, then `0` for a removal or `1`, value length (u32 LE) and value. A frame
+//! that is cut short or fails its checksum ends the journal: it was never acknowledged, since the
+//! `fdatasync` that would have covered it did not return.
+//!
+//! Since sled only ever receives commits whose frames are durable, what it recovers after a crash is
+//! its last checkpoint plus some of the journal's writes, in no order it promises. At open, [`replay`]
+//! applies every frame of the journal again, in order: each sets its keys to whole values, so the
+//! result is the checkpoint plus every journaled commit, whatever part of them sled had. (A store last
+//! written by a build from before the backlog may hold commits newer than its journal, applied whole
+//! before their fsync; its journal, all older, is then left unapplied.)
 
 use crate::error::StoreError;
 use std::fs::{File, OpenOptions};
@@ -167,8 +172,8 @@ fn entries(journal: &[u8]) -> Vec<Entry> {
 }
 
 /// Brings the store in `dir` up to date with its journal before it is opened (or rewritten): applies
-/// the journal's commits newer than the generation sled recovered, flushes sled, and empties the
-/// journal. A crash at any point leaves a journal that replays to the same state.
+/// every commit of the journal again, in order, flushes sled, and empties the journal. A crash at any
+/// point leaves a journal that replays to the same state.
 pub(crate) fn replay(dir: &Path) -> Result<(), StoreError> {
     let path = dir.join(FILE);
     let journal = match std::fs::read(&path) {
@@ -180,8 +185,12 @@ pub(crate) fn replay(dir: &Path) -> Result<(), StoreError> {
     let db = crate::store::open_engine(dir)?;
     let tree = db.open_tree("zos")?;
     let recovered = crate::store::generation_of(&tree)?;
+    let entries = entries(&journal);
+    // sled ahead of the whole journal: only a build from before the backlog applied commits to sled
+    // before their frames were durable, as whole batches; it then holds them all already.
+    let ahead = entries.last().is_some_and(|last| last.generation < recovered);
     let mut replayed = 0usize;
-    for entry in entries(&journal).into_iter().filter(|entry| entry.generation > recovered) {
+    for entry in entries.into_iter().filter(|_| !ahead) {
         tree.apply_batch(entry.batch)?;
         replayed = replayed.saturating_add(1);
     }
@@ -215,6 +224,57 @@ mod tests {
         let last = journal.len() - 1;
         journal[last] ^= 1;
         assert_eq!(entries(&journal).len(), 2, "a frame failing its checksum ends the journal");
+    }
+
+    /// A journal of three commits, each writing key `k` and a key of its own, over a sled tree whose
+    /// state the closure sets; returns what sled holds after the replay.
+    fn replayed_over(sled: impl FnOnce(&sled::Tree)) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let dir = tempfile::tempdir().expect("the test store");
+        let mut journal = Vec::new();
+        for generation in 1..=3u64 {
+            let ops = vec![
+                (b"k".to_vec(), Some(generation.to_string().into_bytes())),
+                (format!("own{generation}").into_bytes(), Some(b"x".to_vec())),
+                (crate::key::meta("generation"), Some(generation.to_string().into_bytes())),
+            ];
+            frame(&mut journal, generation, &ops);
+        }
+        {
+            let db = crate::store::open_engine(dir.path()).expect("the test store");
+            sled(&db.open_tree("zos").expect("the test store"));
+            crate::store::flush_engine(&db, dir.path()).expect("the test store");
+        }
+        std::fs::write(dir.path().join(FILE), &journal).expect("the test store");
+        replay(dir.path()).expect("the test store");
+        let db = crate::store::open_engine(dir.path()).expect("the test store");
+        let tree = db.open_tree("zos").expect("the test store");
+        tree.iter()
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()
+            .expect("the test store")
+    }
+
+    #[test]
+    fn sled_holding_any_part_of_the_journal_replays_to_all_of_it() {
+        let whole = replayed_over(|_| ());
+        assert_eq!(whole.len(), 5, "{whole:?}");
+        // The last commit's generation and its own key, none of the first two: not a prefix.
+        let part = replayed_over(|tree| {
+            tree.insert(crate::key::meta("generation"), b"3").expect("the test store");
+            tree.insert(b"own3", b"x").expect("the test store");
+            tree.insert(b"k", b"3").expect("the test store");
+        });
+        assert_eq!(part, whole);
+    }
+
+    #[test]
+    fn sled_ahead_of_its_journal_keeps_what_it_holds() {
+        // A build from before the backlog applied commit 4 whole before its frame was durable.
+        let ahead = replayed_over(|tree| {
+            tree.insert(crate::key::meta("generation"), b"4").expect("the test store");
+            tree.insert(b"k", b"4").expect("the test store");
+        });
+        assert_eq!(ahead, [(crate::key::meta("generation"), b"4".to_vec()), (b"k".to_vec(), b"4".to_vec())]);
     }
 
     proptest::proptest! {

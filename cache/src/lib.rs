@@ -8,14 +8,14 @@
 //! # Engine and promises
 //!
 //! sled 0.34 sits behind this crate's own API; nothing else in the workspace sees it. All records
-//! live in one tree, so a commit is a single atomic `apply_batch`, which readers see at once. A commit
-//! is made durable by the store's own write-ahead journal (`journal` in the store's directory):
-//! group commit appends the frames of every commit applied meanwhile with one `write` and one
-//! `fdatasync`. sled is flushed (its `flush`, then `fdatasync` of its data file, since `flush` only
+//! live in one tree. A commit is staged in the store's backlog, which every read sees over sled at
+//! once, and is made durable by the store's own write-ahead journal (`journal` in the store's
+//! directory): group commit appends the frames of every commit made meanwhile with one `write` and
+//! one `fdatasync`, and only then writes that round into sled, so sled never holds a commit that was
+//! not durable. sled is flushed (its `flush`, then `fdatasync` of its data file, since `flush` only
 //! calls `sync_file_range`) only at a checkpoint, when the journal passes 32 MiB and when the store
 //! is closed, because sled 0.34's flush excludes every `apply_batch` while it runs. At open, the
-//! journal's commits newer than the generation sled recovered are applied again, in order. Writers
-//! are serialized by a mutex.
+//! journal's commits are applied again, in order. Writers are serialized by a mutex.
 //!
 //! What the store promises:
 //! - a committed change is durable (in the journal, fdatasync'ed) when `commit` returns `Ok`;
@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 
+mod backlog;
 mod compaction;
 mod consistency;
 mod error;

@@ -1,5 +1,6 @@
 //! The store: one sled tree, one writer at a time, and a durable commit per user action.
 
+use crate::backlog::{Backlog, Round, Scan};
 use crate::error::StoreError;
 use crate::job::{Job, JobId};
 use crate::journal::{self, Journal, Op};
@@ -10,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use zos_types::{
     Deployment, ReservationRecord, ResultState, SignatureRequirement, Timestamp, Workload, WorkloadId, WorkloadResult,
@@ -183,11 +184,11 @@ pub struct Store {
     journal: Mutex<Journal>,
     writer: Mutex<()>,
     poisoned: AtomicBool,
-    /// Transactions applied so far (visible to reads, durable or not), in order.
-    applied: AtomicU64,
-    /// The journal frames of the transactions applied and not yet appended to the journal; `applied`
-    /// is advanced under this lock, so the frames always end with transaction `applied`.
-    unsynced: Mutex<Vec<u8>>,
+    /// The commits made (reads see them) and not yet applied to sled.
+    backlog: Mutex<Backlog>,
+    /// The turn to apply a durable round to sled: taken before the journal is let go, so rounds go into
+    /// sled in the order they went into the journal.
+    applier: Mutex<()>,
     /// Group commit: how far durability reached, and whether a sync is running.
     durability: Mutex<Durability>,
     synced: Condvar,
@@ -206,7 +207,10 @@ impl Drop for Store {
             // drops. Keep one handle alive instead: the process can go on (and should exit to reopen).
             std::mem::forget(self.db.clone());
             std::mem::forget(self.tree.clone());
-        } else if let Err(err) = self.checkpoint(&mut self.journal.lock().unwrap_or_else(|p| p.into_inner())) {
+        } else if let Err(err) = self
+            .sync_applied()
+            .and_then(|()| self.checkpoint(&mut self.journal.lock().unwrap_or_else(|p| p.into_inner())))
+        {
             tracing::warn!(store = %self.path.display(), "closing checkpoint failed, the journal replays at open: {err}");
         }
     }
@@ -252,8 +256,8 @@ impl Store {
             journal: Mutex::new(journal),
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
-            applied: AtomicU64::new(0),
-            unsynced: Mutex::new(Vec::new()),
+            backlog: Mutex::new(Backlog::default()),
+            applier: Mutex::new(()),
             durability: Mutex::new(Durability::default()),
             synced: Condvar::new(),
         };
@@ -300,27 +304,53 @@ impl Store {
         journal.clear()
     }
 
-    /// Appends the frames of the transactions applied so far to the journal with one `fdatasync`
-    /// (checkpointing a full journal), and returns the last transaction they hold.
-    fn persist(&self) -> Result<u64, StoreError> {
-        let (frames, last) = {
-            let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
-            (std::mem::take(&mut *unsynced), self.applied.load(Ordering::SeqCst))
-        };
-        if frames.is_empty() {
-            return Ok(last);
-        }
-        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        journal.append(&frames)?;
-        if journal.is_full() {
-            self.checkpoint(&mut journal)?;
-        }
-        Ok(last)
+    fn lock_backlog(&self) -> MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until transaction `seq` (and everything applied before it) is durable. Group commit: the
-    /// first waiter appends everything applied so far to the journal with one fdatasync while later
-    /// ones wait for it, so the transactions applied while a sync runs share the next one.
+    /// Appends the frames of the commits made so far to the journal with one `fdatasync`
+    /// (checkpointing a full journal first), and returns them as a round, with the turn to apply it to
+    /// sled when it holds any commit.
+    fn persist(&self) -> Result<(Round, Option<MutexGuard<'_, ()>>), StoreError> {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let round = self.lock_backlog().take();
+        if round.is_empty() {
+            return Ok((round, None));
+        }
+        if journal.is_full() {
+            // Every round appended before this one is in sled once its applier lets go.
+            let _applied = self.applier.lock().unwrap_or_else(|p| p.into_inner());
+            self.checkpoint(&mut journal)?;
+        }
+        journal.append(&round.frames)?;
+        let turn = self.applier.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((round, Some(turn)))
+    }
+
+    /// Applies a durable round to sled and takes it out of the backlog. Key by key, not as one
+    /// `apply_batch`: a batch excludes every read of sled while it runs (sled 0.34's concurrency
+    /// control), which would stall the door behind the round, and sled needs no atomicity here since
+    /// the journal holds the whole round and replays it ([`journal::replay`]). A failure poisons the
+    /// store (the daemon restarts and replays the journal) but takes nothing back: the round's commits
+    /// are durable.
+    fn settle(&self, round: &Round, _turn: MutexGuard<'_, ()>) {
+        let applied = round.writes().into_iter().try_for_each(|(key, value)| match value {
+            Some(value) => self.tree.insert(key, value).map(drop),
+            None => self.tree.remove(key).map(drop),
+        });
+        match applied {
+            Ok(()) => self.lock_backlog().settle(round),
+            Err(err) => {
+                self.poisoned.store(true, Ordering::SeqCst);
+                tracing::error!(store = %self.path.display(), "applying durable commits to sled failed, the journal replays them at open: {err}");
+            }
+        }
+    }
+
+    /// Waits until commit `seq` (and every commit made before it) is durable. Group commit: the first
+    /// waiter appends every commit made so far to the journal with one fdatasync while later ones wait
+    /// for it, so the commits made while a sync runs share the next one. The waiter that synced then
+    /// applies its round to sled, after the others were told.
     fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut state = self.durability.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -336,18 +366,27 @@ impl Store {
             }
             state.syncing = true;
             drop(state);
-            let synced = self.persist();
+            let persisted = self.persist();
             state = self.durability.lock().unwrap_or_else(|p| p.into_inner());
             state.syncing = false;
-            match synced {
-                Ok(target) => state.durable = state.durable.max(target),
+            let (round, turn) = match persisted {
+                Ok(persisted) => persisted,
                 Err(err) => {
                     self.poisoned.store(true, Ordering::SeqCst);
                     self.synced.notify_all();
                     return Err(err);
                 }
-            }
+            };
+            state.durable = state.durable.max(round.last);
             self.synced.notify_all();
+            drop(state);
+            if let Some(turn) = turn {
+                self.settle(&round, turn);
+            }
+            if round.last >= seq {
+                return Ok(());
+            }
+            state = self.durability.lock().unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -360,7 +399,8 @@ impl Store {
     /// Makes everything applied so far durable (a reader that must act only on durable state, such as
     /// the job loop, calls it first); free when nothing is pending.
     pub fn sync_applied(&self) -> Result<(), StoreError> {
-        self.wait_durable(self.applied.load(Ordering::SeqCst))
+        let last = self.lock_backlog().last();
+        self.wait_durable(last)
     }
 
     /// Starts an atomic, durable change. Only one runs at a time; reads outside it see committed state.
@@ -369,20 +409,30 @@ impl Store {
         Txn { store: self, _guard: guard, pending: BTreeMap::new(), journal: None }
     }
 
-    pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        self.tree.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
+    /// The committed value of `key`: the backlog's, else sled's.
+    fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        if let Some(staged) = self.lock_backlog().get(key) {
+            return Ok(staged.map(sled::IVec::from));
+        }
+        Ok(self.tree.get(key)?)
     }
 
+    pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get_raw(key)?.map(|bytes| decode(key, &bytes)).transpose()
+    }
+
+    /// The committed records under `prefix`, in key order: sled's, overlaid with the backlog's.
     pub(crate) fn scan(
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
-        self.tree.scan_prefix(prefix).map(|item| item.map_err(StoreError::from))
+        let staged = self.lock_backlog().with_prefix(prefix);
+        Scan::new(self.tree.scan_prefix(prefix), staged)
     }
 
     /// Number of committed changes since the store was created.
     pub fn generation(&self) -> Result<u64, StoreError> {
-        generation_of(&self.tree)
+        Ok(self.read(&key::meta(GENERATION))?.unwrap_or(0))
     }
 
     /// A deployment with its active workloads (in deployment order) and their current results.
@@ -520,7 +570,7 @@ impl<'a> Txn<'a> {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.pending.get(key) {
             Some(staged) => Ok(staged.clone()),
-            None => Ok(self.store.tree.get(key)?.map(|bytes| bytes.to_vec())),
+            None => Ok(self.store.get_raw(key)?.map(|bytes| bytes.to_vec())),
         }
     }
 
@@ -571,7 +621,7 @@ impl<'a> Txn<'a> {
     /// Keys under a prefix, committed and staged, minus staged removals.
     fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = std::collections::BTreeSet::new();
-        for item in self.store.tree.scan_prefix(prefix) {
+        for item in self.store.scan(prefix) {
             keys.insert(item?.0.to_vec());
         }
         for (k, staged) in self.pending.range(prefix.to_vec()..) {
@@ -891,23 +941,16 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// Applies the change to sled (reads see it at once) and frames it for the journal; returns its
-    /// transaction number.
+    /// Stages the change in the backlog (reads see it at once) with its journal frame; returns its
+    /// commit number.
     fn apply(&mut self) -> Result<u64, StoreError> {
         let generation: u64 = self.get::<u64>(&key::meta(GENERATION))?.unwrap_or(0).saturating_add(1);
         self.put(key::meta(GENERATION), &generation);
         let ops: Vec<Op> = std::mem::take(&mut self.pending).into_iter().collect();
-        let mut batch = sled::Batch::default();
-        for (k, staged) in &ops {
-            match staged {
-                Some(value) => batch.insert(k.as_slice(), value.as_slice()),
-                None => batch.remove(k.as_slice()),
-            }
-        }
-        self.store.tree.apply_batch(batch)?;
-        let mut unsynced = self.store.unsynced.lock().unwrap_or_else(|p| p.into_inner());
-        journal::frame(&mut unsynced, generation, &ops);
-        Ok(self.store.applied.fetch_add(1, Ordering::SeqCst).saturating_add(1))
+        let mut backlog = self.store.lock_backlog();
+        let seq = backlog.last().saturating_add(1);
+        backlog.stage(seq, generation, ops);
+        Ok(seq)
     }
 }
 
