@@ -923,7 +923,7 @@ impl<'a> Txn<'a> {
         self.commit_deferred()?.wait()
     }
 
-    /// Applies the change (atomically; reads see it at once) and releases the writer, but leaves the
+    /// Makes the change (atomically; every read sees it at once) and releases the writer, but leaves the
     /// wait for durability to the caller ([`Pending::wait`]): a caller that holds a lock of its own can
     /// release it before the fsync, so that decisions made meanwhile share it (group commit). Nothing
     /// may be reported to a user before `wait` returns `Ok`.
