@@ -26,8 +26,8 @@ pub(crate) struct Backlog {
     last: u64,
 }
 
-/// The commits taken together to the journal (one `write`, one `fdatasync`) and then into sled (one
-/// batch): everything staged up to commit `last`.
+/// The commits taken together to the journal (one `write`, one `fdatasync`) and then into sled:
+/// everything staged up to commit `last`.
 #[derive(Debug, Default)]
 pub(crate) struct Round {
     pub(crate) frames: Vec<u8>,
@@ -112,22 +112,19 @@ impl Iterator for Scan {
     type Item = Result<(sled::IVec, sled::IVec), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        use std::cmp::Ordering;
         loop {
-            let staged_first = match (self.sled.peek(), self.staged.peek()) {
-                (_, None) => return self.sled.next().map(|item| item.map_err(StoreError::from)),
-                (None, Some(_)) | (Some(Err(_)), Some(_)) => true,
-                (Some(Ok((key, _))), Some((staged, _))) => match key.as_ref().cmp(staged.as_slice()) {
-                    std::cmp::Ordering::Less => false,
-                    std::cmp::Ordering::Equal => {
-                        // The backlog's value is newer than sled's.
-                        self.sled.next();
-                        true
-                    }
-                    std::cmp::Ordering::Greater => true,
-                },
+            // Which comes first; a sled error is passed on once the backlog's records are.
+            let order = match (self.sled.peek(), self.staged.peek()) {
+                (_, None) => Ordering::Less,
+                (Some(Ok((key, _))), Some((staged, _))) => key.as_ref().cmp(staged.as_slice()),
+                (None | Some(Err(_)), Some(_)) => Ordering::Greater,
             };
-            if !staged_first {
-                return self.sled.next().map(|item| item.map_err(StoreError::from));
+            match order {
+                Ordering::Less => return self.sled.next().map(|item| item.map_err(StoreError::from)),
+                // The backlog's value is newer than sled's.
+                Ordering::Equal => drop(self.sled.next()),
+                Ordering::Greater => {}
             }
             if let Some((key, Some(value))) = self.staged.next() {
                 return Some(Ok((key.into(), value.into())));

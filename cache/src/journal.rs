@@ -188,11 +188,9 @@ pub(crate) fn replay(dir: &Path) -> Result<(), StoreError> {
     let entries = entries(&journal);
     // sled ahead of the whole journal: only a build from before the backlog applied commits to sled
     // before their frames were durable, as whole batches; it then holds them all already.
-    let ahead = entries.last().is_some_and(|last| last.generation < recovered);
-    let mut replayed = 0usize;
-    for entry in entries.into_iter().filter(|_| !ahead) {
+    let replayed = if entries.last().is_some_and(|last| last.generation < recovered) { 0 } else { entries.len() };
+    for entry in entries.into_iter().take(replayed) {
         tree.apply_batch(entry.batch)?;
-        replayed = replayed.saturating_add(1);
     }
     crate::store::flush_engine(&db, dir)?;
     drop(tree);
