@@ -8,9 +8,14 @@
 //! commit). Every caller is woken once, with its answer, or to decide; no thread of its own is needed,
 //! and a request queued while a batch is decided is in the next one. A turn takes at most
 //! [`MAX_BATCH`] requests, oldest first; the decider's own is always among them (it is the oldest).
+//!
+//! A caller is a thread ([`Door::submit`]) or an async task ([`Door::submit_async`]). A task waits
+//! without holding its thread, and only a task that decides leaves the async runtime for its turn, so
+//! the runtime hands its thread on once a batch instead of once a request.
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Mutex, MutexGuard};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 /// The most requests one turn decides. The callers of a batch are answered together and start their
 /// next requests together; a smaller batch lets the door decide the next one while they do, instead of
@@ -24,14 +29,28 @@ enum Message<A> {
     Decide,
 }
 
+/// How a waiting caller hears: a thread blocks on a channel, a task awaits one.
+enum Waiter<A> {
+    Thread(SyncSender<Message<A>>),
+    Task(UnboundedSender<Message<A>>),
+}
+
 /// Where the answer to one request goes; each request of a batch gets exactly one.
-pub struct Reply<A>(SyncSender<Message<A>>);
+pub struct Reply<A>(Waiter<A>);
 
 impl<A> Reply<A> {
     /// Answers the request.
     pub fn send(self, answer: A) {
-        // The caller is blocked on its receiver until it hears; it cannot have gone.
-        let _ = self.0.send(Message::Decided(answer));
+        // A thread is blocked on its receiver until it hears; a task that was cancelled is not told.
+        self.tell(Message::Decided(answer));
+    }
+
+    /// Tells the caller; false when it is gone (a cancelled task).
+    fn tell(&self, message: Message<A>) -> bool {
+        match &self.0 {
+            Waiter::Thread(sender) => sender.send(message).is_ok(),
+            Waiter::Task(sender) => sender.send(message).is_ok(),
+        }
     }
 }
 
@@ -52,17 +71,38 @@ impl<R, A> Default for Door<R, A> {
 }
 
 /// The decider's turn; when it ends (answered, or unwinding from a panic in `decide`) the door goes
-/// to the first caller still waiting, or is left free.
+/// to the first caller still waiting that can hear it, or is left free. A cancelled task's request
+/// stays queued and is decided with the next batch; only its answer goes unheard.
 struct Turn<'a, R, A>(&'a Door<R, A>);
 
 impl<R, A> Drop for Turn<'_, R, A> {
     fn drop(&mut self) {
         let mut queue = self.0.lock();
-        match queue.waiting.first() {
-            Some((_, next)) => {
-                let _ = next.0.send(Message::Decide);
+        if !queue.waiting.iter().any(|(_, next)| next.tell(Message::Decide)) {
+            queue.deciding = false;
+        }
+    }
+}
+
+/// A task's place at the door while it waits. A task cancelled then (its future dropped) stops
+/// hearing, and passes the door on when it was told to decide, so the door is never left waiting for
+/// a decider that is gone.
+struct Waiting<'a, R, A> {
+    door: &'a Door<R, A>,
+    answers: UnboundedReceiver<Message<A>>,
+    done: bool,
+}
+
+impl<R, A> Drop for Waiting<'_, R, A> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.answers.close();
+        while let Ok(message) = self.answers.try_recv() {
+            if let Message::Decide = message {
+                drop(Turn(self.door));
             }
-            None => queue.deciding = false,
         }
     }
 }
@@ -70,6 +110,27 @@ impl<R, A> Drop for Turn<'_, R, A> {
 impl<R, A> Door<R, A> {
     fn lock(&self) -> MutexGuard<'_, Queue<R, A>> {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a request; true when its caller decides now (no one was deciding).
+    fn enqueue(&self, request: R, waiter: Waiter<A>) -> bool {
+        let mut queue = self.lock();
+        queue.waiting.push((request, Reply(waiter)));
+        !std::mem::replace(&mut queue.deciding, true)
+    }
+
+    /// The decider's turn: a batch of the queue decided, the door handed on, the batch finished.
+    fn decide_turn<T>(&self, decide: impl FnOnce(Vec<(R, Reply<A>)>) -> T, finish: impl FnOnce(T)) {
+        let turn = Turn(self);
+        // Only the decider takes requests off the queue, and its own is there: it is in this batch.
+        let batch = {
+            let mut queue = self.lock();
+            let take = queue.waiting.len().min(MAX_BATCH);
+            queue.waiting.drain(..take).collect()
+        };
+        let decided = decide(batch);
+        drop(turn);
+        finish(decided);
     }
 
     /// Queues `request` and returns its answer. `decide` gets a batch of queued requests, in the order
@@ -84,35 +145,47 @@ impl<R, A> Door<R, A> {
     ) -> Option<A> {
         // Room for the turn and the answer, so that a sender never blocks.
         let (sender, answers) = sync_channel(2);
-        let decides = {
-            let mut queue = self.lock();
-            queue.waiting.push((request, Reply(sender)));
-            !std::mem::replace(&mut queue.deciding, true)
-        };
-        if !decides {
+        if !self.enqueue(request, Waiter::Thread(sender)) {
             match answers.recv().ok()? {
                 Message::Decided(answer) => return Some(answer),
                 Message::Decide => {}
             }
         }
-        // Only the decider takes requests off the queue, and its own is there: it is in this batch.
-        let turn = Turn(self);
-        let batch = {
-            let mut queue = self.lock();
-            let take = queue.waiting.len().min(MAX_BATCH);
-            queue.waiting.drain(..take).collect()
-        };
-        let decided = decide(batch);
-        drop(turn);
-        finish(decided);
-        Self::answered(&answers)
+        self.decide_turn(decide, finish);
+        Self::answered(answers.try_recv().ok())
+    }
+
+    /// [`Door::submit`] from an async task of a multi-threaded tokio runtime: the task waits without
+    /// blocking its thread, and decides in [`tokio::task::block_in_place`] (its thread leaves the
+    /// runtime for the turn). Cancelling it while it waits leaves its request queued (it may still be
+    /// decided and applied, unheard) and the door working.
+    pub async fn submit_async<T>(
+        &self,
+        request: R,
+        decide: impl FnOnce(Vec<(R, Reply<A>)>) -> T,
+        finish: impl FnOnce(T),
+    ) -> Option<A> {
+        let (sender, answers) = unbounded_channel();
+        let decides = self.enqueue(request, Waiter::Task(sender));
+        let mut waiting = Waiting { door: self, answers, done: false };
+        if !decides {
+            let message = waiting.answers.recv().await;
+            waiting.done = true;
+            match message? {
+                Message::Decided(answer) => return Some(answer),
+                Message::Decide => {}
+            }
+        }
+        waiting.done = true;
+        tokio::task::block_in_place(|| self.decide_turn(decide, finish));
+        Self::answered(waiting.answers.try_recv().ok())
     }
 
     /// The decider's own answer, which its batch gave (`None`: dropped unanswered).
-    fn answered(answers: &Receiver<Message<A>>) -> Option<A> {
-        match answers.try_recv() {
-            Ok(Message::Decided(answer)) => Some(answer),
-            Ok(Message::Decide) | Err(_) => None,
+    fn answered(message: Option<Message<A>>) -> Option<A> {
+        match message {
+            Some(Message::Decided(answer)) => Some(answer),
+            Some(Message::Decide) | None => None,
         }
     }
 }
@@ -194,6 +267,122 @@ mod tests {
             answered.send(door.submit(2, decide, |()| ()).expect("answered")).expect("first waits");
             assert_eq!(first.join().expect("first"), Some(10));
         });
+    }
+
+    /// Polls a future once, without a runtime (the door's waits need none).
+    fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    /// Answers each request of a batch ten times itself, noting it in `decided`.
+    fn recorded(decided: &Mutex<Vec<u64>>) -> impl Fn(Vec<(u64, Reply<u64>)>) + '_ {
+        move |batch| {
+            for (request, reply) in batch {
+                decided.lock().expect("decided").push(request);
+                reply.send(request * 10);
+            }
+        }
+    }
+
+    /// A thread decides while a task waits; the task is dropped (cancelled) before the turn passes to
+    /// it, or once it was `told` to decide, before it runs again. Returns what a later request is
+    /// answered (waited for ten seconds at most, so that a door left without a decider fails the test
+    /// instead of hanging it), and the requests decided, in order.
+    fn cancel_a_waiting_task(told: bool) -> (Option<u64>, Vec<u64>) {
+        let door: std::sync::Arc<Door<u64, u64>> = std::sync::Arc::default();
+        let decided: std::sync::Arc<Mutex<Vec<u64>>> = std::sync::Arc::default();
+        let (deciding, is_deciding) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (answered, later) = std::sync::mpsc::channel();
+        let last = (door.clone(), decided.clone());
+        let later = std::thread::scope(|scope| {
+            let (door, decided) = (&*door, &*decided);
+            let first = scope.spawn(move || {
+                let decide = |batch| {
+                    deciding.send(()).expect("the test waits");
+                    released.recv().expect("the test releases");
+                    recorded(decided)(batch);
+                };
+                door.submit(1, decide, |()| ())
+            });
+            is_deciding.recv().expect("deciding");
+            let mut task = Some(Box::pin(door.submit_async(2, recorded(decided), |()| ())));
+            let waiting = task.as_mut().map(|task| poll_once(task.as_mut()));
+            assert!(waiting.is_some_and(|poll| poll.is_pending()), "the task waits behind the deciding thread");
+            if !told {
+                task = None;
+            }
+            release.send(()).expect("first decides");
+            assert_eq!(first.join().expect("first"), Some(10));
+            // When `told`, the turn went to the task, which is dropped before it runs again.
+            drop(task);
+            // Not a scoped thread: one stuck at the door must not keep the test from failing.
+            std::thread::spawn(move || answered.send(last.0.submit(3, recorded(&last.1), |()| ())));
+            later.recv_timeout(std::time::Duration::from_secs(10)).expect("the door answers")
+        });
+        (later, decided.lock().expect("decided").clone())
+    }
+
+    /// A task cancelled while it waits behind a decider hears nothing, and the door still works: its
+    /// request is decided with the next batch (a cancelled create may be stored, unheard, as when a
+    /// client goes away).
+    #[test]
+    fn a_task_cancelled_while_it_waits_leaves_the_door_working() {
+        assert_eq!(cancel_a_waiting_task(false), (Some(30), vec![1, 2, 3]));
+    }
+
+    /// A task cancelled after the turn passed to it, before it ran again, passes the turn on: the
+    /// door is not left waiting for a decider that is gone.
+    #[test]
+    fn a_task_cancelled_when_told_to_decide_passes_the_door_on() {
+        assert_eq!(cancel_a_waiting_task(true), (Some(30), vec![1, 2, 3]));
+    }
+
+    /// Tasks on a multi-threaded runtime and threads share the door: each hears its own answer, and
+    /// batches form.
+    #[test]
+    fn tasks_and_threads_each_get_their_own_answer() {
+        let door: std::sync::Arc<Door<u64, u64>> = std::sync::Arc::default();
+        let batches = std::sync::Arc::new(AtomicUsize::new(0));
+        let decide = {
+            let batches = batches.clone();
+            move |batch: Vec<(u64, Reply<u64>)>| {
+                batches.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                batch.into_iter().for_each(|(request, reply)| reply.send(request * 2));
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime");
+        std::thread::scope(|scope| {
+            for client in 0..8u64 {
+                let (door, decide) = (&door, decide.clone());
+                scope.spawn(move || {
+                    for i in 0..50 {
+                        let request = client * 1_000 + i;
+                        assert_eq!(door.submit(request, decide.clone(), |()| ()), Some(request * 2));
+                    }
+                });
+            }
+            runtime.block_on(async {
+                let tasks: Vec<_> = (8..40u64)
+                    .map(|client| {
+                        let (door, decide) = (door.clone(), decide.clone());
+                        tokio::spawn(async move {
+                            for i in 0..50 {
+                                let request = client * 1_000 + i;
+                                let answer = door.submit_async(request, decide.clone(), |()| ()).await;
+                                assert_eq!(answer, Some(request * 2));
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task");
+                }
+            });
+        });
+        assert!(batches.load(Ordering::SeqCst) < 40 * 50, "batches formed");
+        assert!(!door.lock().deciding && door.lock().waiting.is_empty(), "the door is left free");
     }
 
     /// A request that `decide` or `finish` drops unanswered is `None`, not a hang.

@@ -246,7 +246,33 @@ impl<K: KeyGetter> Engine<K> {
 
     /// `CreateOrUpdate` for a new deployment: validate, verify, admit at the door, then store the
     /// deployment, its reservations and its job in one durable commit.
-    pub fn create(&self, twin: u32, mut deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
+    pub fn create(&self, twin: u32, deployment: Deployment, now: Timestamp) -> Result<Outcome, EngineError> {
+        let create = self.creating(twin, deployment, now)?;
+        Self::decided(self.door.submit(
+            create,
+            |batch| self.decide_creates(batch),
+            |applied| self.finish_creates(applied),
+        ))
+    }
+
+    /// [`Engine::create`] from an async task of a multi-threaded tokio runtime (the bus): the checks
+    /// run on the task's thread, the task waits for its decision without holding the thread, and only
+    /// a task that decides a batch leaves the runtime while it does.
+    pub async fn create_async(
+        &self,
+        twin: u32,
+        deployment: Deployment,
+        now: Timestamp,
+    ) -> Result<Outcome, EngineError> {
+        let create = self.creating(twin, deployment, now)?;
+        let decision =
+            self.door.submit_async(create, |batch| self.decide_creates(batch), |applied| self.finish_creates(applied));
+        Self::decided(decision.await)
+    }
+
+    /// A create checked (validation, the caller, the signatures, version 0) and prepared for the door:
+    /// its workloads in `init`, its record encoded.
+    fn creating(&self, twin: u32, mut deployment: Deployment, now: Timestamp) -> Result<Create, EngineError> {
         self.check_request(twin, &deployment)?;
         if deployment.version != 0 {
             return Err(EngineError::Invalid(
@@ -257,12 +283,12 @@ impl<K: KeyGetter> Engine<K> {
             workload.result = result(ResultState::Init, String::new(), serde_json::Value::Null, now);
         }
         let prepared = Prepared::new(&deployment)?;
-        let create = Create { twin, deployment, prepared };
-        let decision = self
-            .door
-            .submit(create, |batch| self.decide_creates(batch), |applied| self.finish_creates(applied))
-            .ok_or_else(|| EngineError::Internal("the create was dropped undecided".into()))?;
-        match decision {
+        Ok(Create { twin, deployment, prepared })
+    }
+
+    /// What the door answered a create.
+    fn decided(decision: Option<Decision>) -> Result<Outcome, EngineError> {
+        match decision.ok_or_else(|| EngineError::Internal("the create was dropped undecided".into()))? {
             Decision::Accepted(job) => Ok(Outcome::Accepted(job)),
             Decision::Refused(verdicts) => Ok(Outcome::Refused(verdicts)),
             Decision::Failed(err) => Err(err),

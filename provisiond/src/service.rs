@@ -44,13 +44,11 @@ impl ProvisionModule for Service {
         deployment: Deployment,
         update: bool,
     ) -> Result<Admission, RemoteError> {
-        let outcome = blocking(|| {
-            if update {
-                self.engine.update(twin, deployment, now())
-            } else {
-                self.engine.create(twin, deployment, now())
-            }
-        })?;
+        let outcome = if update {
+            blocking(|| self.engine.update(twin, deployment, now()))?
+        } else {
+            self.engine.create_async(twin, deployment, now()).await.map_err(remote)?
+        };
         Ok(match outcome {
             Outcome::Accepted(job) => Admission { accepted: true, job: Some(job.0), workloads: Vec::new() },
             Outcome::Refused(verdicts) => Admission {
