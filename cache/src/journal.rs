@@ -2,16 +2,25 @@
 //!
 //! sled 0.34's `flush` excludes every `apply_batch` while it runs, so a flush per group commit
 //! serializes admission behind the disk. Instead each commit is staged in the store's backlog (reads
-//! see it at once) and framed for this journal; group commit appends the frames of all the commits
-//! made meanwhile with one `write` and one `fdatasync`, and only then applies them to sled. sled itself
-//! is flushed only at a checkpoint (when the journal grows past [`CHECKPOINT`], and when the store is
-//! closed), after which the journal is emptied.
+//! see it at once) and framed for this journal; group commit writes the frames of all the commits
+//! made meanwhile after the journal's with one `fdatasync`, and only then applies them to sled. sled
+//! itself is flushed only at a checkpoint (when the journal grows past [`CHECKPOINT`], and when the
+//! store is closed), after which the journal is emptied.
 //!
-//! A frame is `[payload length: u32 LE][crc32 of the payload: u32 LE][payload]`; the payload is the
-//! store generation the commit made (u64 LE), its number of operations (u32 LE) and each operation:
-//! key length (u32 LE), key, then `0` for a removal or `1`, value length (u32 LE) and value. A frame
-//! that is cut short or fails its checksum ends the journal: it was never acknowledged, since the
-//! `fdatasync` that would have covered it did not return.
+//! The file starts with a header: [`MAGIC`], the base generation (u64 LE: every commit up to it is in
+//! sled) and the crc32 of both (u32 LE). Frames follow. A frame is `[payload length: u32 LE][crc32 of
+//! the payload: u32 LE][payload]`; the payload is the store generation the commit made (u64 LE), its
+//! number of operations (u32 LE) and each operation: key length (u32 LE), key, then `0` for a removal
+//! or `1`, value length (u32 LE) and value. The journal is the frames numbered base + 1, base + 2, ...
+//! in a row: a frame that is cut short, fails its checksum or breaks the row ends it. A frame cut
+//! short or corrupt was never acknowledged, since the `fdatasync` that would have covered it did not
+//! return; what breaks the row is left from before a checkpoint.
+//!
+//! Emptying the journal rewrites only its header (a new base) and keeps the file's blocks, and zeros
+//! are written ahead of the frames ([`AHEAD`]): a frame overwrites blocks the file has, so its
+//! `fdatasync` has no metadata to write (no size change for ext4 to journal first). Closing the store
+//! truncates the journal to nothing. A journal written by a build from before the header has its
+//! frames from offset 0 and is replayed as it was written.
 //!
 //! Since sled only ever receives commits whose frames are durable, what it recovers after a crash is
 //! its last checkpoint plus some of the journal's writes, in no order it promises. At open, [`replay`]
@@ -22,7 +31,7 @@
 
 use crate::error::StoreError;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The journal's file name in the store's directory.
@@ -34,36 +43,74 @@ const CHECKPOINT: u64 = 32 << 20;
 /// Bytes of a frame's header.
 const HEADER: usize = 8;
 
+/// What a journal starts with, since this build: this magic, the base generation (u64 LE) and the
+/// crc32 of both (u32 LE). Its frames follow, and only frames numbered base + 1, base + 2, ... in a
+/// row are the journal's: what follows them is left from before a checkpoint, or zeros written ahead.
+/// (A journal of an earlier build has no header: its frames start at offset 0.)
+const MAGIC: &[u8; 8] = b"zosjrnl1";
+
+/// Bytes of the journal's header: the magic, the base generation, their crc32.
+const START: u64 = 20;
+
+/// How far ahead of its frames the journal is filled with zeros. A frame then overwrites blocks the
+/// file already has, and its `fdatasync` writes no metadata (an append changes the file's size, whose
+/// journaling on ext4 about doubles the sync's time); the size changes once a mebibyte.
+const AHEAD: u64 = 1 << 20;
+
 /// One staged operation: a key and its new value (`None`: removed).
 pub(crate) type Op = (Vec<u8>, Option<Vec<u8>>);
 
-/// The open journal file, appended to by group commit only.
+/// The open journal file, written by group commit only.
 #[derive(Debug)]
 pub(crate) struct Journal {
     file: File,
+    /// Where the next frame goes: the end of the journal's frames.
     len: u64,
+    /// The file's size: zeros, or frames from before the last checkpoint, from `len` up to it.
+    size: u64,
+    /// The generation of the last frame written (the base when none was since the header).
+    last: u64,
 }
 
 impl Journal {
-    /// Opens the journal of the store in `dir`, creating it (0600, its directory entry made durable)
-    /// when it is missing.
-    pub(crate) fn open(dir: &Path) -> Result<Journal, StoreError> {
+    /// Opens the journal of the store in `dir` after its replay, empty, for commits after generation
+    /// `base` (the store's): created when missing (0600, its directory entry made durable).
+    pub(crate) fn open(dir: &Path, base: u64) -> Result<Journal, StoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(FILE);
         let created = !path.exists();
-        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).mode(0o600).open(&path)?;
         if created {
             File::open(dir)?.sync_all()?;
         }
-        let len = file.metadata()?.len();
-        Ok(Journal { file, len })
+        file.set_len(0)?;
+        let mut journal = Journal { file, len: START, size: 0, last: base };
+        journal.start(base)?;
+        Ok(journal)
     }
 
-    /// Appends `frames` and makes them durable.
-    pub(crate) fn append(&mut self, frames: &[u8]) -> Result<(), StoreError> {
-        self.file.write_all(frames)?;
+    /// Writes the header for frames after generation `base`, durably; what the file held after it is
+    /// no longer the journal's.
+    fn start(&mut self, base: u64) -> Result<(), StoreError> {
+        self.file.write_all_at(&header(base), 0)?;
         self.file.sync_data()?;
-        self.len = self.len.saturating_add(u64::try_from(frames.len()).unwrap_or(u64::MAX));
+        (self.len, self.size, self.last) = (START, self.size.max(START), base);
+        Ok(())
+    }
+
+    /// Writes `frames` (whole frames, in generation order) after the journal's and makes them
+    /// durable, with zeros ahead of them when they reach the end of the file.
+    pub(crate) fn append(&mut self, frames: &[u8]) -> Result<(), StoreError> {
+        let end = self.len.saturating_add(u64::try_from(frames.len()).unwrap_or(u64::MAX));
+        self.file.write_all_at(frames, self.len)?;
+        if end > self.size {
+            let zeros = vec![0; usize::try_from(AHEAD).unwrap_or(usize::MAX)];
+            self.file.write_all_at(&zeros, end)?;
+            self.size = end.saturating_add(AHEAD);
+        }
+        self.file.sync_data()?;
+        self.len = end;
+        self.last = generations(frames).last().unwrap_or(self.last);
         Ok(())
     }
 
@@ -72,13 +119,30 @@ impl Journal {
         self.len > CHECKPOINT
     }
 
-    /// Empties the journal, once everything it holds is durable in sled.
+    /// Empties the journal, once everything it holds is durable in sled. The file keeps its blocks,
+    /// for the next frames to overwrite.
     pub(crate) fn clear(&mut self) -> Result<(), StoreError> {
+        self.start(self.last)
+    }
+
+    /// Truncates the journal to nothing, once everything it holds is durable in sled and the store
+    /// closes: an empty file, which every build reads as an empty journal.
+    pub(crate) fn close(&mut self) -> Result<(), StoreError> {
         self.file.set_len(0)?;
         self.file.sync_data()?;
-        self.len = 0;
+        (self.len, self.size) = (0, 0);
         Ok(())
     }
+}
+
+/// The journal's header for frames after generation `base`.
+fn header(base: u64) -> [u8; START as usize] {
+    let mut header = [0; START as usize];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..16].copy_from_slice(&base.to_le_bytes());
+    let crc = crc32fast::hash(&header[..16]);
+    header[16..].copy_from_slice(&crc.to_le_bytes());
+    header
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) {
@@ -157,18 +221,46 @@ fn decode(payload: &[u8]) -> Option<Entry> {
     reader.0.is_empty().then_some(Entry { generation, batch })
 }
 
-/// The commits a journal holds, in order, up to the first frame cut short or corrupt.
-fn entries(journal: &[u8]) -> Vec<Entry> {
+/// The generations of whole frames, in order.
+fn generations(frames: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    let mut rest = Reader(frames);
+    std::iter::from_fn(move || {
+        let len = usize::try_from(rest.u32()?).ok()?;
+        let payload = rest.take(len.checked_add(4)?)?;
+        Reader(payload.get(4..)?).u64()
+    })
+}
+
+/// The commits of frames, in order, up to the first frame cut short or corrupt, or, when `next` is
+/// given, up to the first one not numbered `next`, `next + 1`, ... in a row.
+fn frames(frames: &[u8], mut next: Option<u64>) -> Vec<Entry> {
     let mut entries = Vec::new();
-    let mut rest = Reader(journal);
+    let mut rest = Reader(frames);
     while let (Some(len), Some(crc)) = (rest.u32(), rest.u32()) {
         let Some(payload) = usize::try_from(len).ok().and_then(|len| rest.take(len)) else { break };
         match decode(payload) {
-            Some(entry) if crc32fast::hash(payload) == crc => entries.push(entry),
+            Some(entry) if crc32fast::hash(payload) == crc && next.is_none_or(|next| entry.generation == next) => {
+                next = next.map(|next| next.saturating_add(1));
+                entries.push(entry);
+            }
             _ => break,
         }
     }
     entries
+}
+
+/// The commits a journal holds, in order: after its header, the frames that follow its base in a
+/// row; without one (an earlier build's), its frames from the start. A header that fails its
+/// checksum is an error, never guessed at.
+fn entries(journal: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    let Some(after) = journal.strip_prefix(MAGIC.as_slice()) else { return Ok(frames(journal, None)) };
+    let mut header = Reader(after);
+    let (base, crc) = (header.u64(), header.u32());
+    let intact = journal.get(..16).is_some_and(|both| crc == Some(crc32fast::hash(both)));
+    match base {
+        Some(base) if intact => Ok(frames(header.0, Some(base.saturating_add(1)))),
+        _ => Err(StoreError::Corrupt { key: FILE.into(), message: "the journal's header fails its checksum".into() }),
+    }
 }
 
 /// Brings the store in `dir` up to date with its journal before it is opened (or rewritten): applies
@@ -185,7 +277,7 @@ pub(crate) fn replay(dir: &Path) -> Result<(), StoreError> {
     let db = crate::store::open_engine(dir)?;
     let tree = db.open_tree("zos")?;
     let recovered = crate::store::generation_of(&tree)?;
-    let entries = entries(&journal);
+    let entries = entries(&journal)?;
     // sled ahead of the whole journal: only a build from before the backlog applied commits to sled
     // before their frames were durable, as whole batches; it then holds them all already.
     let replayed = if entries.last().is_some_and(|last| last.generation < recovered) { 0 } else { entries.len() };
@@ -196,7 +288,9 @@ pub(crate) fn replay(dir: &Path) -> Result<(), StoreError> {
     drop(tree);
     drop(db);
     tracing::info!(store = %dir.display(), replayed, "journal replayed");
-    Journal::open(dir)?.clear()
+    let file = OpenOptions::new().write(true).open(&path)?;
+    file.set_len(0)?;
+    Ok(file.sync_data()?)
 }
 
 #[cfg(test)]
@@ -214,14 +308,68 @@ mod tests {
             frame(&mut journal, generation, &ops());
         }
         let whole = journal.len();
-        assert_eq!(entries(&journal).iter().map(|e| e.generation).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(frames(&journal, None).iter().map(|e| e.generation).collect::<Vec<_>>(), [1, 2, 3]);
         for cut in 0..whole {
-            let kept = entries(&journal[..cut]).len();
+            let kept = frames(&journal[..cut], None).len();
             assert!(kept < 3, "a journal cut at {cut} of {whole} bytes kept its last frame");
         }
         let last = journal.len() - 1;
         journal[last] ^= 1;
-        assert_eq!(entries(&journal).len(), 2, "a frame failing its checksum ends the journal");
+        assert_eq!(frames(&journal, None).len(), 2, "a frame failing its checksum ends the journal");
+    }
+
+    /// The generations a journal file holds, as replay reads them.
+    fn journaled(dir: &Path) -> Vec<u64> {
+        let journal = std::fs::read(dir.join(FILE)).expect("the journal");
+        entries(&journal).expect("an intact header").iter().map(|entry| entry.generation).collect()
+    }
+
+    fn framed(generations: std::ops::RangeInclusive<u64>, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for generation in generations {
+            frame(&mut out, generation, &[(b"k".to_vec(), Some(value.to_vec()))]);
+        }
+        out
+    }
+
+    /// After a checkpoint the journal's frames overwrite the file in place, over the frames of before
+    /// (and the zeros written ahead), which are not the journal's any more: replay reads only the
+    /// frames that follow the header's base in a row.
+    #[test]
+    fn frames_left_from_before_a_checkpoint_are_not_replayed() {
+        let dir = tempfile::tempdir().expect("the test store");
+        let mut journal = Journal::open(dir.path(), 7).expect("the journal");
+        assert_eq!(journaled(dir.path()), Vec::<u64>::new());
+        journal.append(&framed(8..=9, &[1; 100])).expect("append");
+        journal.append(&framed(10..=12, &[2; 100])).expect("append");
+        assert_eq!(journaled(dir.path()), [8, 9, 10, 11, 12]);
+        let size = std::fs::metadata(dir.path().join(FILE)).expect("the journal").len();
+        assert!(size >= START + AHEAD, "zeros are written ahead of the frames: {size} bytes");
+        journal.clear().expect("checkpoint");
+        assert_eq!(journaled(dir.path()), Vec::<u64>::new(), "an emptied journal replays nothing of before");
+        // Of the size of those it overwrites: frames 9 to 12 follow it whole, with their checksums.
+        journal.append(&framed(13..=13, &[3; 100])).expect("append");
+        assert_eq!(journaled(dir.path()), [13], "the frames of before, after the new one, are not replayed");
+        assert_eq!(std::fs::metadata(dir.path().join(FILE)).expect("the journal").len(), size, "overwritten in place");
+        journal.close().expect("close");
+        assert_eq!(std::fs::metadata(dir.path().join(FILE)).expect("the journal").len(), 0, "closed: empty");
+    }
+
+    /// A frame that does not follow the base (one from before the checkpoint at the start, or a gap)
+    /// ends the journal; a header that fails its checksum is an error, not an empty journal.
+    #[test]
+    fn only_frames_following_the_base_in_a_row_are_the_journals() {
+        let with = |base: u64, frames: &[u8]| [header(base).as_slice(), frames].concat();
+        let gens = |journal: &[u8]| -> Vec<u64> {
+            entries(journal).expect("an intact header").iter().map(|entry| entry.generation).collect()
+        };
+        assert_eq!(gens(&with(4, &framed(5..=7, b"v"))), [5, 6, 7]);
+        assert_eq!(gens(&with(5, &framed(5..=7, b"v"))), Vec::<u64>::new(), "a frame from before the base");
+        let gap = [framed(5..=5, b"v"), framed(7..=7, b"v")].concat();
+        assert_eq!(gens(&with(4, &gap)), [5], "a gap ends the journal");
+        let mut torn = with(4, &framed(5..=5, b"v"));
+        torn[9] ^= 1;
+        assert!(matches!(entries(&torn), Err(StoreError::Corrupt { .. })));
     }
 
     /// A journal of three commits, each writing key `k` and a key of its own, over a sled tree whose
@@ -279,6 +427,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = entries(&bytes);
+            let _ = entries(&[MAGIC.as_slice(), &bytes].concat());
         }
     }
 }

@@ -10,8 +10,8 @@
 //! sled 0.34 sits behind this crate's own API; nothing else in the workspace sees it. All records
 //! live in one tree. A commit is staged in the store's backlog, which every read sees over sled at
 //! once, and is made durable by the store's own write-ahead journal (`journal` in the store's
-//! directory): group commit appends the frames of every commit made meanwhile with one `write` and
-//! one `fdatasync`, and only then writes that round into sled, so sled never holds a commit that was
+//! directory): group commit writes the frames of every commit made meanwhile after the journal's, over
+//! blocks the file already has, with one `fdatasync`, and only then writes that round into sled, so sled never holds a commit that was
 //! not durable. sled is flushed (its `flush`, then `fdatasync` of its data file, since `flush` only
 //! calls `sync_file_range`) only at a checkpoint, when the journal passes 32 MiB and when the store
 //! is closed, because sled 0.34's flush excludes every `apply_batch` while it runs. At open, the

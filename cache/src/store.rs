@@ -207,10 +207,11 @@ impl Drop for Store {
             // drops. Keep one handle alive instead: the process can go on (and should exit to reopen).
             std::mem::forget(self.db.clone());
             std::mem::forget(self.tree.clone());
-        } else if let Err(err) = self
-            .sync_applied()
-            .and_then(|()| self.checkpoint(&mut self.journal.lock().unwrap_or_else(|p| p.into_inner())))
-        {
+        } else if let Err(err) = self.sync_applied().and_then(|()| {
+            let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+            flush_engine(&self.db, &self.path)?;
+            journal.close()
+        }) {
             tracing::warn!(store = %self.path.display(), "closing checkpoint failed, the journal replays at open: {err}");
         }
     }
@@ -246,9 +247,9 @@ impl Store {
         migration::migrate(&path)?;
         restrict(&path)?;
         let db = open_engine(&path)?;
-        let journal = Journal::open(&path)?;
-        restrict(&path)?;
         let tree = db.open_tree("zos")?;
+        let journal = Journal::open(&path, generation_of(&tree)?)?;
+        restrict(&path)?;
         let store = Store {
             path,
             db,

