@@ -99,15 +99,18 @@ impl Journal {
     }
 
     /// Writes `frames` (whole frames, in generation order) after the journal's and makes them
-    /// durable, with zeros ahead of them when they reach the end of the file.
+    /// durable, with zeros ahead of them when they reach the end of the file. The zeros are written
+    /// first, over the frames' place too: a disk too full for them fails the commit before any byte of
+    /// its frames is in the file, and the frames then overwrite blocks the file has.
     pub(crate) fn append(&mut self, frames: &[u8]) -> Result<(), StoreError> {
         let end = self.len.saturating_add(u64::try_from(frames.len()).unwrap_or(u64::MAX));
-        self.file.write_all_at(frames, self.len)?;
         if end > self.size {
-            let zeros = vec![0; usize::try_from(AHEAD).unwrap_or(usize::MAX)];
-            self.file.write_all_at(&zeros, end)?;
-            self.size = end.saturating_add(AHEAD);
+            let grown = end.saturating_add(AHEAD);
+            let zeros = vec![0; usize::try_from(grown.saturating_sub(self.len)).unwrap_or(usize::MAX)];
+            self.file.write_all_at(&zeros, self.len)?;
+            self.size = grown;
         }
+        self.file.write_all_at(frames, self.len)?;
         self.file.sync_data()?;
         self.len = end;
         self.last = generations(frames).last().unwrap_or(self.last);

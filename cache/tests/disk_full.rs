@@ -98,6 +98,10 @@ fn disk_full_returns_errors_and_loses_nothing_acknowledged() {
         let got = store.get(1, contract).unwrap_or_else(|err| panic!("acknowledged deployment {contract} lost: {err}"));
         assert_eq!(got.workloads.len(), 1);
     }
+    // The commits that failed left nothing: the store is what the last successful commit left.
+    for failed in failures.iter().filter_map(|line| line.split(' ').nth(1)?.parse::<u64>().ok()) {
+        assert!(store.get(1, failed).is_err(), "deployment {failed}, whose create failed, is in the store");
+    }
     let structural: Vec<_> =
         store.check_consistency().expect("check").into_iter().filter(zos_cache::Drift::is_structural).collect();
     assert!(structural.is_empty(), "{structural:?}");
